@@ -123,6 +123,19 @@ def test_topsim_matches_direct_scipy_computation():
     assert lang.topsim(messages, attrs, "attributes") == pytest.approx(expected, abs=1e-12)
 
 
+def test_batched_topsim_matches_per_batch():
+    rng = np.random.default_rng(4)
+    messages = rng.integers(0, 3, size=(5, 9, 4))
+    messages[2] = 1  # a batch of constant messages: NaN
+    features = rng.normal(size=(5, 9, 6))
+    d_m = lang.batched_message_distances(messages)
+    d_u = lang.batched_meaning_distances(features, "inputs")
+    got = lang.spearman_rows(d_m, d_u)
+    want = [lang.topsim(m, f) for m, f in zip(messages, features, strict=True)]
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    assert math.isnan(got[2])
+
+
 def test_topsim_nan_when_constant():
     messages = np.zeros((10, 4), dtype=int)
     features = np.random.default_rng(3).normal(size=(10, 3))
@@ -253,6 +266,7 @@ def test_positions_round_trip():
     assert lang.format_positions(()) == ""
     assert lang.parse_positions("0-3-7") == (0, 3, 7)
     assert lang.parse_positions("") == () and lang.parse_positions(float("nan")) == ()
+    assert lang.parse_positions(3.0) == (3,) and lang.parse_positions(4) == (4,)
 
 
 def test_setting_hash_stable_and_31_bit():

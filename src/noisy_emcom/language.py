@@ -171,9 +171,7 @@ def topsim(messages: np.ndarray, meanings: np.ndarray, meaning: str = "inputs") 
     messages = np.asarray(messages)
     meanings = np.asarray(meanings)
     if messages.shape[0] != meanings.shape[0]:
-        raise ValueError(
-            f"topsim: {messages.shape[0]} messages but {meanings.shape[0]} meanings"
-        )
+        raise ValueError(f"topsim: {messages.shape[0]} messages but {meanings.shape[0]} meanings")
     if meaning == "inputs":
         d_u = feature_distances(meanings)
     elif meaning == "attributes":
@@ -181,6 +179,50 @@ def topsim(messages: np.ndarray, meanings: np.ndarray, meaning: str = "inputs") 
     else:
         raise ValueError(f"topsim: meaning must be 'inputs' or 'attributes', got {meaning!r}")
     return spearman(message_distances(messages), d_u)
+
+
+def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Row-wise ``spearman``: x, y [B, P] → [B] (NaN for rows where either list is constant)."""
+    x = np.asarray(x, dtype=np.float64)
+    y = np.asarray(y, dtype=np.float64)
+    if x.shape != y.shape or x.ndim != 2:
+        raise ValueError(f"spearman_rows: need two equal [B, P] arrays, got {x.shape}, {y.shape}")
+    if x.shape[1] < 2:
+        return np.full(x.shape[0], np.nan)
+    rx = stats.rankdata(x, axis=1) - (x.shape[1] + 1) / 2.0
+    ry = stats.rankdata(y, axis=1) - (y.shape[1] + 1) / 2.0
+    num = np.sum(rx * ry, axis=1)
+    den = np.sqrt(np.sum(rx * rx, axis=1) * np.sum(ry * ry, axis=1))
+    constant = np.all(x == x[:, :1], axis=1) | np.all(y == y[:, :1], axis=1)
+    return np.where(constant, np.nan, num / np.where(den > 0, den, 1.0))
+
+
+def batched_message_distances(messages: np.ndarray) -> np.ndarray:
+    """``message_distances`` of each batch: messages [B, n, T] → [B, n(n−1)/2] (one call)."""
+    messages = np.asarray(messages)
+    if messages.ndim != 3:
+        raise ValueError(f"batched_message_distances: need [B, n, T], got {messages.shape}")
+    b, n, length = messages.shape
+    i, j = pair_indices(n)
+    d = levenshtein(messages[:, i].reshape(-1, length), messages[:, j].reshape(-1, length))
+    return d.reshape(b, i.size).astype(np.float64) / max(length, 1)
+
+
+def batched_meaning_distances(meanings: np.ndarray, meaning: str) -> np.ndarray:
+    """Meaning distances of each batch: meanings [B, n, F] → [B, n(n−1)/2]."""
+    meanings = np.asarray(meanings)
+    if meanings.ndim != 3:
+        raise ValueError(f"batched_meaning_distances: need [B, n, F], got {meanings.shape}")
+    if meaning == "inputs":
+        fn = feature_distances
+    elif meaning == "attributes":
+        fn = attribute_distances
+    else:
+        raise ValueError(f"meaning must be 'inputs' or 'attributes', got {meaning!r}")
+    n = meanings.shape[1]
+    if meanings.shape[0] == 0:
+        return np.zeros((0, n * (n - 1) // 2))
+    return np.stack([fn(m) for m in meanings])
 
 
 # --------------------------------------------------------------------------------------------
@@ -327,6 +369,8 @@ def parse_positions(text: object) -> tuple[int, ...]:
     """Inverse of ``format_positions`` (empty string, None or NaN → ())."""
     if text is None or (isinstance(text, float) and math.isnan(text)) or text == "":
         return ()
+    if isinstance(text, (int, float, np.integer, np.floating)):  # "3" read back as a number
+        return (int(text),)
     return tuple(int(t) for t in str(text).split("-"))
 
 
@@ -517,7 +561,12 @@ def position_sensitivity(
         n_eff = effective_positions(delta) if complete else float("nan")
         for t in range(length):
             rows.append(
-                {**dict(zip(group, key, strict=True)), "position": t, "delta": delta[t],
-                 "weight": weights[t], "n_eff": n_eff}
+                {
+                    **dict(zip(group, key, strict=True)),
+                    "position": t,
+                    "delta": delta[t],
+                    "weight": weights[t],
+                    "n_eff": n_eff,
+                }
             )
     return pd.DataFrame(rows, columns=[*group, "position", "delta", "weight", "n_eff"])
