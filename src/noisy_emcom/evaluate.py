@@ -27,6 +27,7 @@ is still recorded in every row.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import tempfile
@@ -179,8 +180,24 @@ def build_model(
     if policy == "embed" and vocab == cfg.vocab_size:
         listener_params = networks.with_erased_token_row(listener_params, cfg.random_seed)
         vocab += 1
-    nets = game.Nets(networks.make_speaker(cfg), networks.make_listener(cfg, vocab))
-    return Model(cfg, nets, speaker_params, listener_params, int(step))
+    return Model(cfg, _nets(configs.to_json(_eval_free(cfg)), vocab), speaker_params,
+                 listener_params, int(step))
+
+
+def _eval_free(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """A copy of ``cfg`` without its ``eval`` block (what the networks and game depend on)."""
+    arch = configs.from_json(configs.to_json(cfg))
+    if "eval" in arch:
+        del arch["eval"]
+    return arch
+
+
+@functools.lru_cache(maxsize=8)
+def _nets(arch_json: str, listener_vocab: int) -> game.Nets:
+    """Networks of an architecture, cached so that models of one architecture share the
+    compiled runners."""
+    arch = configs.from_json(arch_json)
+    return game.Nets(networks.make_speaker(arch), networks.make_listener(arch, listener_vocab))
 
 
 def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, Any] | None) -> None:
@@ -368,40 +385,41 @@ class BatchStats(NamedTuple):
     n_erased: jax.Array  # number of received tokens equal to V
 
 
-def make_runner(
-    cfg: ml_collections.ConfigDict, nets: game.Nets, decoding: str, keep_messages: bool
-) -> Callable:
+def _message_dtype(vocab_size: int):
+    """Narrowest unsigned type holding ids 0..V (messages travel to the host in it)."""
+    return jnp.uint8 if vocab_size < 255 else jnp.int32
+
+
+def make_runner(cfg: ml_collections.ConfigDict, nets: game.Nets, decoding: str) -> Callable:
     """Jitted fn(speaker_params, listener_params, table[N,D], batches[M,K], key, channel,
-    input_noise, independent_view) → (BatchStats, messages).
+    input_noise, independent_view) → (BatchStats, (sent [M,K,T], received [M,K,T])).
 
     Batch i (0..M−1) plays ``game.make_eval_batch`` on table[batches[i]] with key
-    fold_in(key, i). ``messages`` = (sent [M,K,T], received [M,K,T]) if ``keep_messages``
-    else (). Recompiles only for a new K or M.
+    fold_in(key, i). Messages come back as uint8 (ids 0..V) and are only copied to the host
+    when a test needs them. Compiled once per (K, M); runners are cached per
+    (nets, V, decoding), so every test of a model in one process shares the compilations.
     """
-    eval_batch = game.make_eval_batch(cfg, nets, decoding)
-    vocab = cfg.vocab_size
+    return _cached_runner(nets, int(cfg.vocab_size), decoding, configs.to_json(cfg))
 
-    def run(
-        speaker_params, listener_params, table, batches, key, channel, input_noise, independent_view
-    ):
+
+@functools.lru_cache(maxsize=16)
+def _cached_runner(nets: game.Nets, vocab: int, decoding: str, cfg_json: str) -> Callable:
+    eval_batch = game.make_eval_batch(configs.from_json(cfg_json), nets, decoding)
+    dtype = _message_dtype(vocab)
+
+    def run(speaker_params, listener_params, table, batches, key, channel, input_noise,
+            independent_view):
         def body(carry, inputs):
             i, idx = inputs
-            out = eval_batch(
-                speaker_params,
-                listener_params,
-                table[idx],
-                jax.random.fold_in(key, i),
-                channel,
-                input_noise,
-                independent_view,
-            )
+            out = eval_batch(speaker_params, listener_params, table[idx],
+                             jax.random.fold_in(key, i), channel, input_noise, independent_view)
             stats = BatchStats(
                 jnp.sum(out.correct.astype(jnp.int32)),
                 jnp.sum(out.speaker_entropy),
                 jnp.sum(out.listener_entropy),
                 jnp.sum((out.received == vocab).astype(jnp.int32)),
             )
-            return carry, (stats, (out.sent, out.received) if keep_messages else ())
+            return carry, (stats, (out.sent.astype(dtype), out.received.astype(dtype)))
 
         steps = jnp.arange(batches.shape[0], dtype=jnp.uint32)
         _, (stats, messages) = jax.lax.scan(body, None, (steps, batches))
@@ -435,7 +453,7 @@ def sweep(
     """
     cfg, ev = model.cfg, model.cfg.eval
     table = jax.device_put(np.asarray(data.inputs, np.float32))
-    runners = {d: make_runner(cfg, model.nets, d, keep_messages) for d in ev.decodings}
+    runners = {d: make_runner(_eval_free(cfg), model.nets, d) for d in ev.decodings}
     reps = range(int(ev.repetitions)) if repetitions is None else repetitions
     n_epochs = int(ev.epochs) if epochs is None else epochs
     for r in reps:
@@ -456,8 +474,12 @@ def sweep(
                         np.float32(setting.input_noise or 0.0),
                         np.bool_(setting.listener_view == "independent"),
                     )
-                    stats, messages = jax.device_get((stats, messages))
-                    yield Outcome(setting, decoding, r, batches, BatchStats(*stats), messages)
+                    stats = BatchStats(*jax.device_get(stats))
+                    messages = (
+                        tuple(np.asarray(m, np.int32) for m in jax.device_get(messages))
+                        if keep_messages else ()
+                    )
+                    yield Outcome(setting, decoding, r, batches, stats, messages)
 
 
 # --------------------------------------------------------------------------------------------
