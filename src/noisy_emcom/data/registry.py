@@ -1,0 +1,92 @@
+"""Registry of the dataset variants (SPEC §6.1): sweep name → TFDS name, family, fields."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from noisy_emcom.data import raw, shapes
+from noisy_emcom.data.errors import DataError
+
+BYOL_DIM = 2048
+SHAPES_DIM = 512
+
+LOGIT_FIELDS = ("logit", "image_id")
+NOIMG_FIELDS = LOGIT_FIELDS + ("label", "attributes", "landmarks")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """One dataset variant.
+
+    fields: the feature keys it holds; feature_dim: default `logit` width (shapes: configurable);
+    label_depth: one-hot depth of `label` (0 = no label).
+    """
+
+    sweep: str
+    tfds_name: str
+    family: str
+    variant: str
+    fields: tuple[str, ...]
+    splits: tuple[str, ...]
+    feature_dim: int
+    label_depth: int
+    attribute_names: tuple[str, ...] = ()
+    landmark_names: tuple[str, ...] = ()
+
+
+_CELEBA = dict(family="celeba", splits=("train", "valid", "test"), feature_dim=BYOL_DIM,
+               label_depth=raw.CELEBA_NUM_IDENTITIES + 1,
+               attribute_names=raw.CELEBA_ATTRIBUTES, landmark_names=raw.CELEBA_LANDMARKS)
+_SHAPES = dict(family="shapes", splits=("train", "valid", "test"), feature_dim=SHAPES_DIM,
+               label_depth=shapes.NUM_CLASSES, attribute_names=tuple(shapes.ATTRIBUTE_NAMES),
+               landmark_names=shapes.LANDMARK_NAMES)
+
+DATASETS: dict[str, DatasetSpec] = {
+    s.sweep: s for s in (
+        DatasetSpec("imagenet", "byol_imagenet2012", "imagenet", "logits",
+                    ("logit", "label"), ("train", "test"), BYOL_DIM, 1000),
+        DatasetSpec("celeba_logits", "byol_celeb_a2_logits", variant="logits",
+                    fields=LOGIT_FIELDS, **_CELEBA),
+        DatasetSpec("celeba_noimg", "byol_celeb_a2_noimg", variant="noimg",
+                    fields=NOIMG_FIELDS, **_CELEBA),
+        DatasetSpec("celeba", "byol_celeb_a2", variant="image",
+                    fields=NOIMG_FIELDS + ("image",), **_CELEBA),
+        DatasetSpec("shapes_logits", "shapes_logits", variant="logits", fields=LOGIT_FIELDS,
+                    **_SHAPES),
+        DatasetSpec("shapes_noimg", "shapes_noimg", variant="noimg",
+                    fields=NOIMG_FIELDS + ("factors",), **_SHAPES),
+        DatasetSpec("shapes", "shapes", variant="image",
+                    fields=NOIMG_FIELDS + ("factors", "image"), **_SHAPES),
+    )
+}
+# Optional fields a variant may hold (re-extracted ImageNet keeps file names).
+OPTIONAL_FIELDS = {"imagenet": ("file_name",)}
+
+
+def get_spec(sweep: str) -> DatasetSpec:
+    """The spec of a sweep name; a DataError lists the known names."""
+    if sweep not in DATASETS:
+        raise DataError(f"unknown dataset {sweep!r}; known: {', '.join(DATASETS)}")
+    return DATASETS[sweep]
+
+
+def datasets_with(field: str) -> list[str]:
+    """Sweep names whose variant holds `field` (e.g. `attributes`)."""
+    return [s for s, spec in DATASETS.items() if field in spec.fields]
+
+
+def require_fields(sweep: str, fields) -> DatasetSpec:
+    """Check that `sweep` has every field; the error names the dataset, the field and the
+    datasets that do have it."""
+    spec = get_spec(sweep)
+    for field in fields:
+        if field not in spec.fields + OPTIONAL_FIELDS.get(sweep, ()):
+            have = ", ".join(datasets_with(field)) or "none"
+            raise DataError(f"dataset {sweep!r} has no field {field!r}; datasets with it: "
+                            f"{have}")
+    return spec
+
+
+def family_variants(family: str) -> list[DatasetSpec]:
+    """Specs of a family (`imagenet`, `celeba`, `shapes`), logits first."""
+    return [s for s in DATASETS.values() if s.family == family]
