@@ -189,6 +189,9 @@ _SAFE_GLOBALS = {
     ("builtins", "object"),
     ("copy_reg", "_reconstructor"),
     ("__builtin__", "object"),
+    ("_codecs", "encode"),
+    ("builtins", "bytes"),
+    ("builtins", "complex"),
 }
 
 
