@@ -304,3 +304,43 @@ def test_write_table_round_trip(all_tables, tmp_path):
     assert pq["masked_positions"].tolist() == all_tables["message"]["masked_positions"].tolist()
     with pytest.raises(ValueError, match="csv"):
         ev.write_table(all_tables["message"], tmp_path / "x.txt")
+
+
+# ------------------------------------------------------------------ the command line
+
+
+def load_cli():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "workflow" / "scripts" / "test.py"
+    spec = importlib.util.spec_from_file_location("test_script", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_cli_every_mode_on_a_random_checkpoint(random_model, random_data, tmp_path):
+    from noisy_emcom import checkpoint
+
+    cfg, sp, lp = random_model
+    ckpt = tmp_path / "final.ckpt"
+    checkpoint.save_checkpoint(ckpt, {"speaker": sp, "listener": lp, "step": 3,
+                                      "config": configs.to_json(cfg)})
+    npz = tmp_path / "synthetic.npz"
+    np.savez(npz, test=random_data.inputs, test_attributes=random_data.attributes)
+    cli = load_cli()
+    common = ["--checkpoint", str(ckpt), "--dataset", str(npz), "--config.eval.epochs=1"]
+    for mode in ("message", "channel", "input", "topsim", "measures"):
+        out = tmp_path / "tests" / f"{mode}.csv"
+        extra = ["--message-results", str(tmp_path / "tests" / "message.csv")]
+        argv = ["--mode", mode, "--out", str(out), *common, *(extra if mode == "measures" else [])]
+        assert cli.main(argv) == 0
+        df = pd.read_csv(out)
+        assert list(df.columns) == list(ev.columns_for(mode))
+        assert out.with_suffix(".parquet").exists()
+        assert (df["dataset"] == "synthetic").all() and (df["checkpoint_step"] == 3).all()
+        assert not df.duplicated(subset=list(ev.key_columns(mode))).any()
+    with pytest.raises(KeyError, match="only eval"):
+        cli.main(["--mode", "channel", "--out", str(tmp_path / "x.csv"), *common,
+                  "--config.batch_size=4"])

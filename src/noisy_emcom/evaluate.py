@@ -222,24 +222,36 @@ def restore_model(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     return build_model(cfg, speaker_params, listener_params, step)
 
 
+DEBUG_TEST_ROWS = (4096, 5120)
+"""Rows of ``synthetic.clustered_features(5120, dim=32, n_clusters=64, seed=0)`` that form the
+test split of the ``debug`` dataset (the debug preset trains on the first 4096)."""
+
+
 def load_eval_data(dataset: str, data_dir: str | Path, with_attributes: bool = True) -> EvalData:
     """The `test` split of ``dataset`` through ``noisy_emcom.data.loader.load_split``.
 
-    Attributes are loaded when asked for and the dataset has them (a KeyError/ValueError from
-    the loader for the ``attributes`` field means it has none).
+    ``dataset`` is a sweep name, a .npz/.npy file (its stem names it in the rows) or ``debug``.
+    Attributes are loaded when asked for and the dataset has them (the loader's DataError for
+    the ``attributes`` field means it has none).
     """
+    if dataset == "debug":
+        from noisy_emcom import synthetic
+
+        x, _ = synthetic.clustered_features(DEBUG_TEST_ROWS[1], dim=32, n_clusters=64, seed=0)
+        return EvalData("debug", x[DEBUG_TEST_ROWS[0]:])
     from noisy_emcom.data import loader
 
+    path = Path(dataset)
+    name = path.stem if path.suffix in (".npz", ".npy") else str(dataset)
     data = loader.load_split(dataset, "test", str(data_dir), fields=("logit",))
     attributes = None
     if with_attributes:
         try:
-            attributes = loader.load_split(dataset, "test", str(data_dir), fields=("attributes",))[
-                "attributes"
-            ]
+            attributes = loader.load_split(dataset, "test", str(data_dir),
+                                           fields=("attributes",))["attributes"]
         except (KeyError, ValueError):
             attributes = None
-    return EvalData(str(dataset), np.asarray(data["logit"], np.float32), attributes)
+    return EvalData(name, np.asarray(data["logit"], np.float32), attributes)
 
 
 # --------------------------------------------------------------------------------------------
@@ -796,6 +808,10 @@ def run_measures(
     model) feeds §9.2–9.3, and is computed here with ``run_testmessage`` when not given."""
     if message_rows is None:
         message_rows = run_testmessage(model, data)
+    own = configs.run_id(model.cfg)
+    others = sorted(set(message_rows["run_id"].astype(str)) - {own}) if len(message_rows) else []
+    if others:
+        raise ValueError(f"message-test rows of run(s) {others} given for the measures of {own}")
     rows = language_measures(model, data)
     rows += redundancy_measures(message_rows, model.cfg.length, model.cfg.vocab_size)
     return tidy(rows, "measures")
