@@ -105,7 +105,10 @@ def build_shapes(raw_npz: Mapping[str, str | Path], features_npz: Mapping[str, s
     splits, accuracy = {}, {}
     for split in raw_npz:
         arrays = read_npz(raw_npz[split], SHAPES_KEYS, "shapes raw split")
-        feats = read_npz(features_npz[split], ("logit", "image_id"), "shapes features")
+        feats = read_npz(features_npz[split], what="shapes features")
+        for key in ("logit", "image_id"):
+            if key not in feats:
+                raise DataError(f"{features_npz[split]}: missing array {key!r}")
         if not np.array_equal(feats["image_id"], arrays["image_id"]):
             raise DataError(f"{features_npz[split]}: image_id does not match "
                             f"{raw_npz[split]}")
