@@ -25,30 +25,74 @@ def script(name):
 def test_shapes_pipeline_through_scripts(tmp_path):
     sizes = {"train": 64, "valid": 16, "test": 16}
     for s, n in sizes.items():
-        assert script("make_shapes")(["--split", s, "--num", str(n), "--out",
-                                      str(tmp_path / f"raw_{s}.npz")]) == 0
-    assert script("train_encoder")([
-        "--train", str(tmp_path / "raw_train.npz"), "--out-params", str(tmp_path / "enc.npz"),
-        "--out-metrics", str(tmp_path / "enc.json"), "--width", "16", "--steps", "3",
-        "--batch-size", "8"]) == 0
+        assert (
+            script("make_shapes")(
+                ["--split", s, "--num", str(n), "--out", str(tmp_path / f"raw_{s}.npz")]
+            )
+            == 0
+        )
+    assert (
+        script("train_encoder")(
+            [
+                "--train",
+                str(tmp_path / "raw_train.npz"),
+                "--out-params",
+                str(tmp_path / "enc.npz"),
+                "--out-metrics",
+                str(tmp_path / "enc.json"),
+                "--width",
+                "16",
+                "--steps",
+                "3",
+                "--batch-size",
+                "8",
+            ]
+        )
+        == 0
+    )
     for s in sizes:
-        assert script("encode_shapes")(["--params", str(tmp_path / "enc.npz"), "--raw",
-                                        str(tmp_path / f"raw_{s}.npz"), "--out",
-                                        str(tmp_path / f"feat_{s}.npz")]) == 0
-    args = ["--family", "shapes", "--data-dir", str(tmp_path / "tfds"),
-            "--encoder-params", str(tmp_path / "enc.npz"),
-            "--encoder-metrics", str(tmp_path / "enc.json")]
+        assert (
+            script("encode_shapes")(
+                [
+                    "--params",
+                    str(tmp_path / "enc.npz"),
+                    "--raw",
+                    str(tmp_path / f"raw_{s}.npz"),
+                    "--out",
+                    str(tmp_path / f"feat_{s}.npz"),
+                ]
+            )
+            == 0
+        )
+    args = [
+        "--family",
+        "shapes",
+        "--data-dir",
+        str(tmp_path / "tfds"),
+        "--encoder-params",
+        str(tmp_path / "enc.npz"),
+        "--encoder-metrics",
+        str(tmp_path / "enc.json"),
+    ]
     for s in sizes:
-        args += ["--raw", f"{s}={tmp_path / f'raw_{s}.npz'}",
-                 "--features", f"{s}={tmp_path / f'feat_{s}.npz'}"]
+        args += [
+            "--raw",
+            f"{s}={tmp_path / f'raw_{s}.npz'}",
+            "--features",
+            f"{s}={tmp_path / f'feat_{s}.npz'}",
+        ]
     assert script("build_tfds")(args) == 0
     assert not list(tmp_path.glob("**/*.tmp-*")) and not list(tmp_path.glob("**/incomplete*"))
     enc = tmp_path / "tfds" / "shapes_logits" / "2.0.0" / "encoder"
     acc = json.loads((enc / "encoder_accuracy.json").read_text())
     assert set(acc["accuracy"]) == set(sizes) and (enc / "encoder_params.npz").is_file()
     raw_test = np.load(tmp_path / "raw_test.npz")
-    d = loader.load_split("shapes", "test", tmp_path / "tfds",
-                          ("logit", "label", "attributes", "landmarks", "image", "factors"))
+    d = loader.load_split(
+        "shapes",
+        "test",
+        tmp_path / "tfds",
+        ("logit", "label", "attributes", "landmarks", "image", "factors"),
+    )
     for k in ("label", "attributes", "landmarks", "image", "factor_rotation"):
         assert np.array_equal(d[k], raw_test[k]), k
     assert np.array_equal(d["logit"], np.load(tmp_path / "feat_test.npz")["logit"])
@@ -68,9 +112,15 @@ def test_npz_and_npy_datasets(tmp_path):
     rng = np.random.default_rng(0)
     table = rng.random((10, 4), dtype=np.float32)
     npy = files.save_npy(tmp_path / "table.npy", table)
-    npz = files.save_npz(tmp_path / "d.npz", {
-        "train": table, "test_logit": table[:3], "test_label": np.arange(3),
-        "attribute_names": np.array(["a", "b"])})
+    npz = files.save_npz(
+        tmp_path / "d.npz",
+        {
+            "train": table,
+            "test_logit": table[:3],
+            "test_label": np.arange(3),
+            "attribute_names": np.array(["a", "b"]),
+        },
+    )
     assert np.array_equal(loader.load_split(str(npy), "test", None)["logit"], table)
     assert np.array_equal(loader.load_split(str(npz), "train", None)["logit"], table)
     d = loader.load_split(str(npz), "test", None, ("logit", "label"))
@@ -89,8 +139,12 @@ def test_npz_and_npy_datasets(tmp_path):
 
 
 def test_registry_and_errors(tmp_path):
-    assert registry.datasets_with("attributes") == ["celeba_noimg", "celeba", "shapes_noimg",
-                                                    "shapes"]
+    assert registry.datasets_with("attributes") == [
+        "celeba_noimg",
+        "celeba",
+        "shapes_noimg",
+        "shapes",
+    ]
     with pytest.raises(DataError, match="unknown dataset 'mnist'"):
         loader.load_split("mnist", "train", tmp_path)
     with pytest.raises(DataError, match="byol_imagenet2012: dataset not found"):
@@ -116,21 +170,25 @@ def _imagenet_tree(root):
             d.mkdir(parents=True)
             for i in range(n):
                 Image.fromarray(rng.integers(0, 255, (20, 24, 3), dtype=np.uint8)).save(
-                    d / f"{wnid}_{i}.JPEG")
+                    d / f"{wnid}_{i}.JPEG"
+                )
 
 
 def test_imagenet_tree_and_build(tmp_path):
     _imagenet_tree(tmp_path / "in")
     tree = raw.imagenet_files(tmp_path / "in")
     assert list(tree["train"][1]) == [0, 0, 1, 1] and list(tree["test"][1]) == [0, 1]
-    feats = {"train_logit": np.ones((4, 2048), np.float32), "train_label": tree["train"][1],
-             "train_file_name": np.array([p.name for p in tree["train"][0]]),
-             "test_logit": np.zeros((2, 2048), np.float32), "test_label": tree["test"][1],
-             "test_file_name": np.array([p.name for p in tree["test"][0]])}
+    feats = {
+        "train_logit": np.ones((4, 2048), np.float32),
+        "train_label": tree["train"][1],
+        "train_file_name": np.array([p.name for p in tree["train"][0]]),
+        "test_logit": np.zeros((2, 2048), np.float32),
+        "test_label": tree["test"][1],
+        "test_file_name": np.array([p.name for p in tree["test"][0]]),
+    }
     f = files.save_npz(tmp_path / "feat.npz", feats)
     builders.build_imagenet(f, tmp_path / "tfds")
-    d = loader.load_split("imagenet", "train", tmp_path / "tfds",
-                          ("logit", "label", "file_name"))
+    d = loader.load_split("imagenet", "train", tmp_path / "tfds", ("logit", "label", "file_name"))
     assert d["logit"].shape == (4, 2048) and list(d["label"]) == [0, 0, 1, 1]
     assert d["file_name"][0] == "n01_0.JPEG"
     (tmp_path / "in" / "val" / "n99").mkdir()
@@ -142,11 +200,16 @@ def test_imagenet_tree_and_build(tmp_path):
 
 def test_convert_records_without_tensorflow(tmp_path):
     spec = registry.get_spec("celeba_noimg")
-    recs = [{"logit": np.arange(4, dtype=np.float32), "label": np.array([7]),
-             "image_id": np.array([i + 1]),
-             **{f"attributes/{a}": np.array([i % 2]) for a in spec.attribute_names},
-             **{f"landmarks/{k}": np.array([i]) for k in spec.landmark_names}}
-            for i in range(3)]
+    recs = [
+        {
+            "logit": np.arange(4, dtype=np.float32),
+            "label": np.array([7]),
+            "image_id": np.array([i + 1]),
+            **{f"attributes/{a}": np.array([i % 2]) for a in spec.attribute_names},
+            **{f"landmarks/{k}": np.array([i]) for k in spec.landmark_names},
+        }
+        for i in range(3)
+    ]
     out = convert.records_to_arrays(spec, recs, "src")
     assert out["logit"].shape == (3, 4) and out["attributes"][1].all()
     assert list(out["image_id"]) == [1, 2, 3] and out["landmarks"][2].tolist() == [2] * 10
@@ -159,11 +222,13 @@ def test_convert_records_without_tensorflow(tmp_path):
     for s in ("train", "test"):
         (folder / f"byol_celeb_a2-{s}.tfrecord-00000-of-00001").write_bytes(b"")
     good = [r for r in recs if "landmarks/nose_x" in r]
-    path = convert.convert_published(folder, "celeba_noimg", tmp_path / "tfds",
-                                     read_records=lambda paths: iter(good))
+    path = convert.convert_published(
+        folder, "celeba_noimg", tmp_path / "tfds", read_records=lambda paths: iter(good)
+    )
     assert path.name == "1.0.0"
-    d = loader.load_split("celeba_noimg:1.0.0", "test", tmp_path / "tfds", ("logit", "label"),
-                          feature_dim=4)
+    d = loader.load_split(
+        "celeba_noimg:1.0.0", "test", tmp_path / "tfds", ("logit", "label"), feature_dim=4
+    )
     assert d["logit"].shape == (2, 4) and list(d["label"]) == [7, 7]
 
 
@@ -182,14 +247,33 @@ def test_convert_tfrecords_with_tensorflow(tmp_path):
     folder = tmp_path / "pub" / "1.0.0"
     folder.mkdir(parents=True)
     for s, n in (("train", 3), ("test", 2)):
-        with tf.io.TFRecordWriter(str(folder / f"byol_imagenet2012-{s}.tfrecord-00000-of-00001")
-                                  ) as w:
+        with tf.io.TFRecordWriter(
+            str(folder / f"byol_imagenet2012-{s}.tfrecord-00000-of-00001")
+        ) as w:
             for i in range(n):
-                ex = tf.train.Example(features=tf.train.Features(feature={
-                    "logit": tf.train.Feature(float_list=tf.train.FloatList(
-                        value=[float(i)] * 2048)),
-                    "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i]))}))
+                ex = tf.train.Example(
+                    features=tf.train.Features(
+                        feature={
+                            "logit": tf.train.Feature(
+                                float_list=tf.train.FloatList(value=[float(i)] * 2048)
+                            ),
+                            "label": tf.train.Feature(int64_list=tf.train.Int64List(value=[i])),
+                        }
+                    )
+                )
                 w.write(ex.SerializeToString())
     convert.convert_published(folder, "imagenet", tmp_path / "tfds")
     d = loader.load_split("imagenet:1.0.0", "train", tmp_path / "tfds", ("logit", "label"))
     assert d["logit"].shape == (3, 2048) and list(d["label"]) == [0, 1, 2]
+
+
+def test_empty_split_is_refused(tmp_path):
+    from noisy_emcom.data import tfds_io
+
+    spec = registry.get_spec("imagenet")
+    splits = {"train": {"logit": np.zeros((0, 4), np.float32), "label": np.zeros(0, np.int64)}}
+    with pytest.raises(DataError, match="byol_imagenet2012: split 'train' is empty"):
+        tfds_io.write_dataset(spec, "2.0.0", tmp_path, splits, feature_dim=4)
+    bad = {"train": {"logit": np.zeros((2, 4), np.float32), "label": np.zeros(3, np.int64)}}
+    with pytest.raises(DataError, match="array 'label' has shape"):
+        tfds_io.write_dataset(spec, "2.0.0", tmp_path, bad, feature_dim=4)

@@ -152,7 +152,9 @@ def write_dataset(spec: DatasetSpec, version: str, data_dir: str | Path,
     never holds a half-written dataset. An existing folder is an error unless `overwrite`.
     """
     for split, arrays in splits.items():
-        check_arrays(spec, split, arrays, feature_dim)
+        if check_arrays(spec, split, arrays, feature_dim) == 0:
+            raise DataError(f"{spec.tfds_name}: split {split!r} is empty (TFDS cannot write "
+                            "an empty split; use more images)")
     out = Path(data_dir) / spec.tfds_name / version
     if out.exists():
         if not overwrite:
