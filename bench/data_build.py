@@ -37,25 +37,47 @@ def bench_shapes(a, work: Path) -> None:
     for s, n in sizes.items():
         _, dt = timed(f"generate {s} ({n})", builders.make_shapes, s, n, 0, work / f"{s}.npz")
         total += dt
-    metrics, dt = timed(f"train encoder ({a.steps} steps, w {a.width})", builders.train_encoder,
-                        work / "train.npz", work / "enc.npz", work / "enc.json",
-                        width=a.width, steps=a.steps)
+    metrics, dt = timed(
+        f"train encoder ({a.steps} steps, w {a.width})",
+        builders.train_encoder,
+        work / "train.npz",
+        work / "enc.npz",
+        work / "enc.json",
+        width=a.width,
+        steps=a.steps,
+    )
     total += dt
     acc = {}
     for s in sizes:
-        r, dt = timed(f"encode {s}", builders.encode_shapes, work / "enc.npz",
-                      work / f"{s}.npz", work / f"feat_{s}.npz")
+        r, dt = timed(
+            f"encode {s}",
+            builders.encode_shapes,
+            work / "enc.npz",
+            work / f"{s}.npz",
+            work / f"feat_{s}.npz",
+        )
         acc[s] = r["accuracy"]
         total += dt
-    _, dt = timed("write 3 TFDS variants", builders.build_shapes,
-                  {s: work / f"{s}.npz" for s in sizes},
-                  {s: work / f"feat_{s}.npz" for s in sizes}, work / "tfds",
-                  encoder_params=work / "enc.npz", encoder_metrics=work / "enc.json")
+    _, dt = timed(
+        "write 3 TFDS variants",
+        builders.build_shapes,
+        {s: work / f"{s}.npz" for s in sizes},
+        {s: work / f"feat_{s}.npz" for s in sizes},
+        work / "tfds",
+        encoder_params=work / "enc.npz",
+        encoder_metrics=work / "enc.json",
+    )
     total += dt
-    d, dt = timed("load shapes_logits train (numpy)", loader.load_split, "shapes_logits",
-                  "train", work / "tfds")
-    print(f"  loaded {d['logit'].shape} float32 in {dt:.2f} s "
-          f"({d['logit'].shape[0] / dt:.0f} rows/s)")
+    d, dt = timed(
+        "load shapes_logits train (numpy)",
+        loader.load_split,
+        "shapes_logits",
+        "train",
+        work / "tfds",
+    )
+    print(
+        f"  loaded {d['logit'].shape} float32 in {dt:.2f} s ({d['logit'].shape[0] / dt:.0f} rows/s)"
+    )
     print(f"shapes build total {total:.1f} s; final train loss {metrics['final_loss']:.3f}")
     print("encoder accuracy: " + ", ".join(f"{s} {v:.3f}" for s, v in acc.items()))
 
@@ -64,8 +86,7 @@ def bench_resnet(a) -> None:
     params, state = encoders.init_resnet50(0)
     net = encoders.resnet50()
     fwd = jax.jit(lambda p, s, x: net.apply(p, s, None, x)[0])
-    x = np.random.default_rng(0).standard_normal((a.resnet_batch, 224, 224, 3)).astype(
-        np.float32)
+    x = np.random.default_rng(0).standard_normal((a.resnet_batch, 224, 224, 3)).astype(np.float32)
     t = time.perf_counter()
     fwd(params, state, x).block_until_ready()
     print(f"resnet50 compile + first batch {time.perf_counter() - t:9.1f} s")
@@ -74,8 +95,10 @@ def bench_resnet(a) -> None:
         fwd(params, state, x).block_until_ready()
     dt = time.perf_counter() - t
     n = a.resnet_batch * a.resnet_batches
-    print(f"resnet50 extraction: {n / dt:.2f} images/s (224x224, batch {a.resnet_batch}, "
-          f"{n} images, random params; preprocessing not included)")
+    print(
+        f"resnet50 extraction: {n / dt:.2f} images/s (224x224, batch {a.resnet_batch}, "
+        f"{n} images, random params; preprocessing not included)"
+    )
 
 
 def main() -> None:

@@ -23,12 +23,14 @@ def _write_byol_pickle(path, params, state, suffix_stem=True):
     mod.ByolState = state_cls
     sys.modules[mod.__name__] = mod
     try:
+
         def rename(tree):
             out = {}
             for k, v in tree.items():
                 if suffix_stem:
                     k = k.replace("/~/initial_conv", "/~/initial_conv_1").replace(
-                        "/~/initial_batchnorm", "/~/initial_batchnorm_1")
+                        "/~/initial_batchnorm", "/~/initial_batchnorm_1"
+                    )
                 out[k] = dict(v)
             return out
 
@@ -41,8 +43,9 @@ def _write_byol_pickle(path, params, state, suffix_stem=True):
             online_state[k]["counter"] = np.zeros((), np.int32)
         es = state_cls(online, {}, online_state, {}, ())
         with open(path, "wb") as f:
-            pickle.dump({"experiment_state": es, "step": 5, "rng": np.zeros(2, np.uint32)}, f,
-                        protocol=2)
+            pickle.dump(
+                {"experiment_state": es, "step": 5, "rng": np.zeros(2, np.uint32)}, f, protocol=2
+            )
     finally:
         del sys.modules[mod.__name__]
 

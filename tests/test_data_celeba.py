@@ -20,18 +20,24 @@ def write_celeba(root, identities, seed=0):
     for n in names:
         Image.fromarray(rng.integers(0, 255, (218, 178, 3), dtype=np.uint8)).save(img_dir / n)
     (root / "identity_CelebA.txt").write_text(
-        "".join(f"{n} {i}\n" for n, i in zip(names, identities, strict=True)))
+        "".join(f"{n} {i}\n" for n, i in zip(names, identities, strict=True))
+    )
     attrs = rng.choice([-1, 1], size=(len(names), 40))
     (root / "list_attr_celeba.txt").write_text(
-        f"{len(names)}\n{' '.join(ATTR)}\n" + "".join(
+        f"{len(names)}\n{' '.join(ATTR)}\n"
+        + "".join(
             f"{n}  " + "  ".join(f"{v:2d}" for v in a) + "\n"
-            for n, a in zip(names, attrs, strict=True)))
+            for n, a in zip(names, attrs, strict=True)
+        )
+    )
     lms = rng.integers(0, 178, size=(len(names), 10))
     (root / "list_landmarks_align_celeba.txt").write_text(
-        f"{len(names)}\n{' '.join(LM)}\n" + "".join(
-            f"{n} " + " ".join(map(str, v)) + "\n" for n, v in zip(names, lms, strict=True)))
+        f"{len(names)}\n{' '.join(LM)}\n"
+        + "".join(f"{n} " + " ".join(map(str, v)) + "\n" for n, v in zip(names, lms, strict=True))
+    )
     (root / "list_eval_partition.txt").write_text(
-        "".join(f"{n} {k % 3}\n" for k, n in enumerate(names)))
+        "".join(f"{n} {k % 3}\n" for k, n in enumerate(names))
+    )
     return names, attrs == 1, lms
 
 
@@ -53,12 +59,22 @@ def test_annotations_parsed(tmp_path):
     assert list(official) == ["train", "valid", "test"]
 
 
-@pytest.mark.parametrize("fname,line,message", [
-    ("list_attr_celeba.txt", "000002.jpg 1 -1\n", r"list_attr_celeba.txt:4: expected 41 fields"),
-    ("list_landmarks_align_celeba.txt", "000002.jpg 1 2 3\n",
-     r"list_landmarks_align_celeba.txt:4: expected 11 fields"),
-    ("identity_CelebA.txt", "000002.jpg 1 2\n", r"identity_CelebA.txt:2: expected 2 fields"),
-])
+@pytest.mark.parametrize(
+    "fname,line,message",
+    [
+        (
+            "list_attr_celeba.txt",
+            "000002.jpg 1 -1\n",
+            r"list_attr_celeba.txt:4: expected 41 fields",
+        ),
+        (
+            "list_landmarks_align_celeba.txt",
+            "000002.jpg 1 2 3\n",
+            r"list_landmarks_align_celeba.txt:4: expected 11 fields",
+        ),
+        ("identity_CelebA.txt", "000002.jpg 1 2\n", r"identity_CelebA.txt:2: expected 2 fields"),
+    ],
+)
 def test_annotation_wrong_field_count(tmp_path, fname, line, message):
     write_celeba(tmp_path, [1, 1, 2])
     path = tmp_path / fname
@@ -81,9 +97,10 @@ def test_missing_inputs(tmp_path):
 
 def _features(tmp_path, n, dim=8):
     rng = np.random.default_rng(1)
-    return files.save_npz(tmp_path / "feat.npz", {
-        "logit": rng.random((n, dim), dtype=np.float32),
-        "image_id": np.arange(1, n + 1)})
+    return files.save_npz(
+        tmp_path / "feat.npz",
+        {"logit": rng.random((n, dim), dtype=np.float32), "image_id": np.arange(1, n + 1)},
+    )
 
 
 @pytest.mark.slow
@@ -97,9 +114,13 @@ def test_build_and_load_round_trip(tmp_path):
     logits = np.load(feat)["logit"]
     for s in ("train", "valid", "test"):
         sel = np.flatnonzero(split == s)
-        d = loader.load_split("celeba", s, tmp_path / "tfds",
-                              ("logit", "image_id", "label", "attributes", "landmarks",
-                               "image"), feature_dim=8)
+        d = loader.load_split(
+            "celeba",
+            s,
+            tmp_path / "tfds",
+            ("logit", "image_id", "label", "attributes", "landmarks", "image"),
+            feature_dim=8,
+        )
         assert np.array_equal(d["image_id"], sel + 1)
         assert np.array_equal(d["logit"], logits[sel])
         assert np.array_equal(d["attributes"], attrs[sel])
@@ -110,10 +131,14 @@ def test_build_and_load_round_trip(tmp_path):
         assert np.array_equal(same["logit"], d["logit"])
     assert loader.attribute_names("celeba_noimg", tmp_path / "tfds") == list(ATTR)
     with pytest.raises(DataError, match="'celeba_logits' has no field 'attributes'"):
-        loader.load_split("celeba_logits", "train", tmp_path / "tfds", ("attributes",),
-                          feature_dim=8)
-    with pytest.raises(DataError, match=r"'celeba_noimg': field 'logit' has shape \(8,\), "
-                                        r"expected \(2048,\)"):
+        loader.load_split(
+            "celeba_logits", "train", tmp_path / "tfds", ("attributes",), feature_dim=8
+        )
+    with pytest.raises(
+        DataError,
+        match=r"'celeba_noimg': field 'logit' has shape \(8,\), "
+        r"expected \(2048,\)",
+    ):
         loader.load_split("celeba_noimg", "train", tmp_path / "tfds")
 
 

@@ -38,9 +38,16 @@ def test_rng_draw_order():
     assert d["label"][0] == 8 * shape + colour
     assert (d["factor_size"][0], d["factor_background"][0]) == (size, bg)
     assert np.isclose(d["factor_x"][0], cx) and np.isclose(d["factor_y"][0], cy)
-    img = shapes.render(np.array([shape]), np.array([colour]), np.array([bg]),
-                        np.array([size]), np.array([cx]), np.array([cy]), np.array([theta]),
-                        noise[None])
+    img = shapes.render(
+        np.array([shape]),
+        np.array([colour]),
+        np.array([bg]),
+        np.array([size]),
+        np.array([cx]),
+        np.array([cy]),
+        np.array([theta]),
+        noise[None],
+    )
     assert np.array_equal(img[0], d["image"][0])
 
 
@@ -93,8 +100,9 @@ def test_object_pixels_have_object_colour(sample):
 
 
 def _alpha(shape, cx, cy, r, theta):
-    return shapes.coverage(np.array([shape]), np.array([cx]), np.array([cy]), np.array([r]),
-                           np.array([theta]))[0]
+    return shapes.coverage(
+        np.array([shape]), np.array([cx]), np.array([cy]), np.array([r]), np.array([theta])
+    )[0]
 
 
 def test_circle_coverage_hand_checked():
@@ -126,13 +134,24 @@ def test_triangle_points_up():
 
 
 def test_bounding_box_and_attributes_of_known_cases():
-    box = shapes.bounding_boxes(np.array([0, 3]), np.array([20.0, 40.0]),
-                                np.array([30.0, 30.0]), np.array([8.0, 10.0]),
-                                np.array([0.0, 0.0]))
+    box = shapes.bounding_boxes(
+        np.array([0, 3]),
+        np.array([20.0, 40.0]),
+        np.array([30.0, 30.0]),
+        np.array([8.0, 10.0]),
+        np.array([0.0, 0.0]),
+    )
     assert np.allclose(box[0], [12, 22, 28, 38])
     assert np.allclose(box[1], [34, 20, 46, 40])  # diamond: |u| ≤ 0.6, |v| ≤ 1
-    attrs = shapes.attributes(np.array([3]), np.array([7]), np.array([1]), np.array([0]),
-                              np.array([40.0]), np.array([30.0]), np.array([0.0]))[0]
+    attrs = shapes.attributes(
+        np.array([3]),
+        np.array([7]),
+        np.array([1]),
+        np.array([0]),
+        np.array([40.0]),
+        np.array([30.0]),
+        np.array([0.0]),
+    )[0]
     a = dict(zip(shapes.ATTRIBUTE_NAMES, attrs, strict=True))
     assert a["tall"] and a["upright"] and a["high_contrast"] and a["dark_background"]
     assert a["pointy_shape"] and a["convex_shape"] and not a["right_angles"]

@@ -149,7 +149,8 @@ def init_resnet50(seed: int = 0) -> tuple[dict, dict]:
     """Random (params, state) drawn with numpy (fast, no XLA init): conv weights
     N(0, 1/fan_in), BN scale 1, offset 0, mean 0, var 1. For tests and benchmarks."""
     params_t, state_t = jax.eval_shape(
-        resnet50().init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32))
+        resnet50().init, jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3), jnp.float32)
+    )
     rng = np.random.default_rng(seed)
     params = {}
     for module in sorted(params_t):
@@ -161,9 +162,13 @@ def init_resnet50(seed: int = 0) -> tuple[dict, dict]:
             else:
                 value = np.full(sd.shape, 1.0 if name == "scale" else 0.0)
             params[module][name] = value.astype(np.float32)
-    state = {m: {k: np.full(v.shape, 1.0 if m.endswith("var_ema") and k == "average" else 0.0,
-                            v.dtype) for k, v in leaves.items()}
-             for m, leaves in state_t.items()}
+    state = {
+        m: {
+            k: np.full(v.shape, 1.0 if m.endswith("var_ema") and k == "average" else 0.0, v.dtype)
+            for k, v in leaves.items()
+        }
+        for m, leaves in state_t.items()
+    }
     return params, state
 
 
@@ -432,9 +437,12 @@ def train_shapes_cnn(
     opt_state = opt.init(params)
     per_epoch = n // batch_size
     epochs = -(-steps // per_epoch)
-    order = np.concatenate([
-        np.random.default_rng([seed, e]).permutation(n)[: per_epoch * batch_size]
-        for e in range(epochs)])[: steps * batch_size].reshape(steps, batch_size)
+    order = np.concatenate(
+        [
+            np.random.default_rng([seed, e]).permutation(n)[: per_epoch * batch_size]
+            for e in range(epochs)
+        ]
+    )[: steps * batch_size].reshape(steps, batch_size)
 
     def loss_fn(p, x, y):
         _, logits = net.apply(p, None, x)
