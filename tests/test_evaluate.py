@@ -74,8 +74,14 @@ CODE_N = 400  # every known-answer test uses the same data size, K and epochs: s
 
 
 def code_model(**extra):
-    cfg = small_config(**{"eval.decodings": ("greedy",), "eval.batch_sizes": (16,),
-                          "eval.topsim_ratios": (0.2,), **extra})
+    cfg = small_config(
+        **{
+            "eval.decodings": ("greedy",),
+            "eval.batch_sizes": (16,),
+            "eval.topsim_ratios": (0.2,),
+            **extra,
+        }
+    )
     nets = game.Nets(hk.Transformed(None, code_speaker), hk.Transformed(None, code_listener))
     return ev.Model(cfg, nets, {}, {}, step=0)
 
@@ -168,8 +174,9 @@ def test_setting_counts_match_the_spec():
 def random_model():
     # one K and one decoding: each (decoding, K) of an LSTM pair costs a compilation of
     # several seconds (the known-answer tests cover `greedy`)
-    cfg = small_config(**{"eval.batch_sizes": (16,), "eval.topsim_ratios": (0.2,),
-                          "eval.decodings": ("sample",)})
+    cfg = small_config(
+        **{"eval.batch_sizes": (16,), "eval.topsim_ratios": (0.2,), "eval.decodings": ("sample",)}
+    )
     nets = game.Nets(networks.make_speaker(cfg), networks.make_listener(cfg))
     x = jnp.zeros((8, 12), jnp.float32)
     k1, k2 = jax.random.split(jax.random.PRNGKey(0))
@@ -250,8 +257,9 @@ def test_metric_values_are_sane(all_tables):
     assert (ts.loc[ts["eval_batch_size"] == 16, "n_pairs_per_batch"] == 45).all()
 
 
-def test_identity_row_matches_a_direct_game_with_protocol_keys(all_tables, random_model,
-                                                              random_data):
+def test_identity_row_matches_a_direct_game_with_protocol_keys(
+    all_tables, random_model, random_data
+):
     """Replay the identity setting batch by batch: order from `eval_batches`, key of batch i =
     fold_in(fold_in(fold_in(PRNGKey(42), 0), 1 + h), i), speaker key = its first split."""
     cfg, sp, lp = random_model
@@ -325,8 +333,9 @@ def test_cli_every_mode_on_a_random_checkpoint(random_model, random_data, tmp_pa
 
     cfg, sp, lp = random_model
     ckpt = tmp_path / "final.ckpt"
-    checkpoint.save_checkpoint(ckpt, {"speaker": sp, "listener": lp, "step": 3,
-                                      "config": configs.to_json(cfg)})
+    checkpoint.save_checkpoint(
+        ckpt, {"speaker": sp, "listener": lp, "step": 3, "config": configs.to_json(cfg)}
+    )
     npz = tmp_path / "synthetic.npz"
     np.savez(npz, test=random_data.inputs, test_attributes=random_data.attributes)
     cli = load_cli()
@@ -342,5 +351,13 @@ def test_cli_every_mode_on_a_random_checkpoint(random_model, random_data, tmp_pa
         assert (df["dataset"] == "synthetic").all() and (df["checkpoint_step"] == 3).all()
         assert not df.duplicated(subset=list(ev.key_columns(mode))).any()
     with pytest.raises(KeyError, match="only eval"):
-        cli.main(["--mode", "channel", "--out", str(tmp_path / "x.csv"), *common,
-                  "--config.batch_size=4"])
+        cli.main(
+            [
+                "--mode",
+                "channel",
+                "--out",
+                str(tmp_path / "x.csv"),
+                *common,
+                "--config.batch_size=4",
+            ]
+        )

@@ -196,8 +196,12 @@ def test_fano_reference_table(channel, p, simple, tight):
 
 
 def test_fano_bounds_everywhere_one_for_large_capacity():
-    for channel, p, n in [("identity", 0, 0), ("erasure", 0.5, 0), ("substitution", 0.5, 0),
-                          ("fixed_erasure", 0, 5)]:
+    for channel, p, n in [
+        ("identity", 0, 0),
+        ("erasure", 0.5, 0),
+        ("substitution", 0.5, 0),
+        ("fixed_erasure", 0, 5),
+    ]:
         c = lang.channel_capacity_bits(channel, p, n)
         assert c >= 13.05
         for k in (16, 64, 256, 1024, 4096):
@@ -270,9 +274,15 @@ def test_positions_round_trip():
 
 
 def test_setting_hash_stable_and_31_bit():
-    setting = {"test": "testchannel", "eval_batch_size": 16, "channel": "erasure",
-               "channel_p": 0.25, "masked_positions": None, "input_noise": None,
-               "listener_view": None}
+    setting = {
+        "test": "testchannel",
+        "eval_batch_size": 16,
+        "channel": "erasure",
+        "channel_p": 0.25,
+        "masked_positions": None,
+        "input_noise": None,
+        "listener_view": None,
+    }
     h = lang.setting_hash(setting)
     assert 0 <= h < 2**31
     assert h == lang.setting_hash(dict(reversed(list(setting.items()))) | {"decoding": "greedy"})
@@ -294,16 +304,42 @@ def test_setting_hash_stable_and_31_bit():
 def message_rows(acc0, singles, by_n):
     """Message-test rows of one model at one K: A(∅) = acc0, singleton accuracies, and
     lists of subset accuracies for n >= 2."""
-    rows = [{"run_id": "m", "eval_batch_size": 16, "decoding": "sample", "n_masked": 0,
-             "masked_positions": "", "subset_index": 0, "accuracy": acc0}]
+    rows = [
+        {
+            "run_id": "m",
+            "eval_batch_size": 16,
+            "decoding": "sample",
+            "n_masked": 0,
+            "masked_positions": "",
+            "subset_index": 0,
+            "accuracy": acc0,
+        }
+    ]
     for t, a in enumerate(singles):
-        rows.append({"run_id": "m", "eval_batch_size": 16, "decoding": "sample", "n_masked": 1,
-                     "masked_positions": str(t), "subset_index": t, "accuracy": a})
+        rows.append(
+            {
+                "run_id": "m",
+                "eval_batch_size": 16,
+                "decoding": "sample",
+                "n_masked": 1,
+                "masked_positions": str(t),
+                "subset_index": t,
+                "accuracy": a,
+            }
+        )
     for n, accs in by_n.items():
         for i, a in enumerate(accs):
-            rows.append({"run_id": "m", "eval_batch_size": 16, "decoding": "sample",
-                         "n_masked": n, "masked_positions": "-".join(map(str, range(n))),
-                         "subset_index": i, "accuracy": a})
+            rows.append(
+                {
+                    "run_id": "m",
+                    "eval_batch_size": 16,
+                    "decoding": "sample",
+                    "n_masked": n,
+                    "masked_positions": "-".join(map(str, range(n))),
+                    "subset_index": i,
+                    "accuracy": a,
+                }
+            )
     return pd.DataFrame(rows)
 
 

@@ -180,8 +180,13 @@ def build_model(
     if policy == "embed" and vocab == cfg.vocab_size:
         listener_params = networks.with_erased_token_row(listener_params, cfg.random_seed)
         vocab += 1
-    return Model(cfg, _nets(configs.to_json(_eval_free(cfg)), vocab), speaker_params,
-                 listener_params, int(step))
+    return Model(
+        cfg,
+        _nets(configs.to_json(_eval_free(cfg)), vocab),
+        speaker_params,
+        listener_params,
+        int(step),
+    )
 
 
 def _eval_free(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
@@ -238,7 +243,7 @@ def load_eval_data(dataset: str, data_dir: str | Path, with_attributes: bool = T
         from noisy_emcom import synthetic
 
         x, _ = synthetic.clustered_features(DEBUG_TEST_ROWS[1], dim=32, n_clusters=64, seed=0)
-        return EvalData("debug", x[DEBUG_TEST_ROWS[0]:])
+        return EvalData("debug", x[DEBUG_TEST_ROWS[0] :])
     from noisy_emcom.data import loader
 
     path = Path(dataset)
@@ -247,8 +252,9 @@ def load_eval_data(dataset: str, data_dir: str | Path, with_attributes: bool = T
     attributes = None
     if with_attributes:
         try:
-            attributes = loader.load_split(dataset, "test", str(data_dir),
-                                           fields=("attributes",))["attributes"]
+            attributes = loader.load_split(dataset, "test", str(data_dir), fields=("attributes",))[
+                "attributes"
+            ]
         except (KeyError, ValueError):
             attributes = None
     return EvalData(name, np.asarray(data["logit"], np.float32), attributes)
@@ -419,12 +425,20 @@ def _cached_runner(nets: game.Nets, vocab: int, decoding: str, cfg_json: str) ->
     eval_batch = game.make_eval_batch(configs.from_json(cfg_json), nets, decoding)
     dtype = _message_dtype(vocab)
 
-    def run(speaker_params, listener_params, table, batches, key, channel, input_noise,
-            independent_view):
+    def run(
+        speaker_params, listener_params, table, batches, key, channel, input_noise, independent_view
+    ):
         def body(carry, inputs):
             i, idx = inputs
-            out = eval_batch(speaker_params, listener_params, table[idx],
-                             jax.random.fold_in(key, i), channel, input_noise, independent_view)
+            out = eval_batch(
+                speaker_params,
+                listener_params,
+                table[idx],
+                jax.random.fold_in(key, i),
+                channel,
+                input_noise,
+                independent_view,
+            )
             stats = BatchStats(
                 jnp.sum(out.correct.astype(jnp.int32)),
                 jnp.sum(out.speaker_entropy),
@@ -489,7 +503,8 @@ def sweep(
                     stats = BatchStats(*jax.device_get(stats))
                     messages = (
                         tuple(np.asarray(m, np.int32) for m in jax.device_get(messages))
-                        if keep_messages else ()
+                        if keep_messages
+                        else ()
                     )
                     yield Outcome(setting, decoding, r, batches, stats, messages)
 

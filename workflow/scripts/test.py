@@ -27,7 +27,7 @@ def split_overrides(argv: list[str]) -> tuple[dict[str, str], list[str]]:
     args = iter(argv)
     for arg in args:
         if arg.startswith("--config."):
-            key, eq, value = arg[len("--config."):].partition("=")
+            key, eq, value = arg[len("--config.") :].partition("=")
             overrides[key] = value if eq else next(args)
         else:
             rest.append(arg)
@@ -42,8 +42,9 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--dataset", default="", help="test dataset (default: the model's)")
     parser.add_argument("--data-dir", default="", help="TFDS data directory")
     parser.add_argument("--out", required=True, help="output CSV; the Parquet goes beside it")
-    parser.add_argument("--message-results", default="",
-                        help="testmessage table of this model (measures only)")
+    parser.add_argument(
+        "--message-results", default="", help="testmessage table of this model (measures only)"
+    )
     args = parser.parse_args(rest)
 
     model = evaluate.restore_model(args.checkpoint, overrides)
