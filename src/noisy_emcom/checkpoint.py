@@ -43,7 +43,11 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def to_numpy(tree: Any) -> Any:
     """Device arrays → numpy arrays (nested dicts/tuples kept)."""
-    return jax.tree_util.tree_map(np.asarray, jax.device_get(tree))
+
+    def convert(x):
+        return np.asarray(x) if isinstance(x, (jax.Array, np.ndarray, np.generic)) else x
+
+    return jax.tree_util.tree_map(convert, jax.device_get(tree))
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:

@@ -9,6 +9,8 @@ quantity of step s is a function of (seed, s), so a resumed run equals an uninte
 from __future__ import annotations
 
 import csv
+import functools
+import json
 import signal
 import threading
 import time
@@ -152,6 +154,7 @@ def next_batch_indices(cursor: Cursor, k_data, batch: int, n: int):
     return idx, jax.lax.cond(pos >= n, roll, lambda c: c, cursor)
 
 
+@functools.lru_cache(maxsize=32)
 def make_chunk_indices(batch: int, n: int, n_steps: int):
     """jitted (cursor, k_data) → (cursor, indices [n_steps, B])."""
 
@@ -165,12 +168,23 @@ def make_chunk_indices(batch: int, n: int, n_steps: int):
     return jax.jit(fn)
 
 
-def make_train_chunk(cfg: ml_collections.ConfigDict, nets: Nets):
+def make_train_chunk(cfg: ml_collections.ConfigDict):
     """jitted (state, table[N,D], indices[n,B], k_train) → (state, stats [n] each).
 
-    The table is an argument (not a constant), so it is placed on the device once.
+    The table is an argument (not a constant), so it is placed on the device once. Compiled
+    functions are cached per resolved config, so runs of the same config compile once.
     """
-    step = make_train_step(cfg, nets)
+    relevant = cfg.to_dict()  # the seed, paths and evaluation settings do not enter the step
+    for field in ("random_seed", "eval", "etl"):
+        relevant.pop(field, None)
+    relevant["dataset"] = {**relevant["dataset"], "data_dir": ""}
+    return _train_chunk(json.dumps(relevant, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=16)
+def _train_chunk(cfg_json: str):
+    cfg = configs.from_json(cfg_json)
+    step = make_train_step(cfg, make_nets(cfg))
 
     def chunk(state, table, indices, k_train):
         def body(s, idx):
@@ -308,7 +322,7 @@ def train(
     log_rows = _read_log(log_path, resumed_from)
     _write_log(log_path, log_rows)
 
-    chunk_fn = make_train_chunk(cfg, nets)
+    chunk_fn = make_train_chunk(cfg)
     index_fn = make_chunk_indices(cfg.batch_size, n, per_call)
     cursor = start_cursor(k_data, resumed_from, cfg.batch_size, n)
     table = None if streaming else jax.device_put(np.asarray(features, np.float32))

@@ -1,0 +1,30 @@
+"""Shared fixtures: small, fast configurations of the real presets."""
+
+import os
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+
+import pytest  # noqa: E402
+
+from noisy_emcom.configs import get_config  # noqa: E402
+
+# Small networks and faster optimisers so that learning is visible in seconds on a CPU.
+# Same code paths as the paper's presets; only sizes and learning rates differ.
+SMALL = {
+    "speaker.lstm_size": 64,
+    "listener.lstm_size": 64,
+    "listener.hidden": 64,
+    "speaker.optimizer.learning_rate": 1e-3,
+    "listener.optimizer.learning_rate": 1e-3,
+}
+
+
+def small_config(preset: str, sweep: str = "debug", **overrides):
+    """A paper preset with small networks; `overrides` use '__' for '.'."""
+    merged = {**SMALL, **{k.replace("__", "."): v for k, v in overrides.items()}}
+    return get_config(preset, sweep, merged)
+
+
+@pytest.fixture
+def small():
+    return small_config

@@ -1,0 +1,112 @@
+"""Network shapes, sizes, decoding modes, the target update and the unknown-token policy."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from noisy_emcom import networks, train
+from noisy_emcom.configs import get_config
+
+KEY = jax.random.PRNGKey(0)
+
+
+def test_paper_sizes_and_output_shapes():
+    cfg = get_config("lg_rlrl", "imagenet", {"batch_size": 16})
+    spk, lst = networks.make_speaker(cfg), networks.make_listener(cfg)
+    x = jnp.ones((16, 2048))
+    sp = spk.init(KEY, x, KEY)
+    # SPEC §3.1: 1,049,088 + 210 + 273,408 + 5,140 + 257.
+    assert networks.count_params(sp) == 1_328_103
+    out = spk.apply(sp, x, KEY, "sample")
+    assert out.tokens.shape == (16, 10) and out.tokens.dtype == jnp.int32
+    assert out.logits.shape == (16, 10, 20)
+    for a in (out.log_probs, out.entropies, out.values):
+        assert a.shape == (16, 10)
+    assert int(out.tokens.max()) < 20
+    lp = lst.init(KEY, out.tokens, x, compute_value=True)
+    res = lst.apply(lp, out.tokens, x, compute_value=True)
+    assert res.scores.shape == (16, 16) and res.value.shape == (16,)
+    # Value MLP sizes follow B: (max(B//4,4), max(B//16,2), 1) = (4, 2, 1) at B = 16.
+    assert lp["listener/value/~/linear_0"]["w"].shape == (16, 4)
+    assert lp["listener/value/~/linear_1"]["w"].shape == (4, 2)
+    # Message encoder: 1,071,104 + 10·V for the LSTM(512) and the embedding.
+    enc = {k: v for k, v in lp.items() if "message_encoder" in k}
+    assert networks.count_params(enc) == 1_071_104 + 200
+    # At test K may differ from B: scores only, no value head.
+    many = jnp.ones((64, 2048))
+    assert lst.apply(lp, jnp.zeros((64, 10), jnp.int32), many).scores.shape == (64, 64)
+    with pytest.raises(ValueError, match="K = batch_size"):
+        lst.apply(lp, jnp.zeros((64, 10), jnp.int32), many, compute_value=True)
+
+
+def test_cpc_scores_are_two_cos_minus_two():
+    p = jax.random.normal(KEY, (5, 7))
+    z = jax.random.normal(jax.random.PRNGKey(1), (6, 7))
+    cos = (p / jnp.linalg.norm(p, axis=1, keepdims=True)) @ (
+        z / jnp.linalg.norm(z, axis=1, keepdims=True)
+    ).T
+    np.testing.assert_allclose(networks.cosine_scores(p, z), 2 * cos - 2, atol=1e-5)
+
+
+def test_decoding_modes():
+    cfg = get_config("lg_rlss", "debug")
+    spk = networks.make_speaker(cfg)
+    x = jax.random.normal(KEY, (8, 32))
+    params = spk.init(KEY, x, KEY)
+    sampled = spk.apply(params, x, jax.random.PRNGKey(3), "sample")
+    greedy = spk.apply(params, x, KEY, "greedy")
+    assert np.array_equal(greedy.tokens, np.argmax(greedy.logits, -1))
+    forced = spk.apply(params, x, KEY, "forced", sampled.tokens)
+    # Teacher forcing on the sampled tokens reproduces the same logits at the same prefixes.
+    np.testing.assert_allclose(forced.logits, sampled.logits, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(forced.log_probs, sampled.log_probs, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="forced_tokens"):
+        spk.apply(params, x, KEY, "forced")
+
+
+def test_target_starts_as_copy_and_follows_the_ema():
+    cfg = get_config("lg_rlrl", "debug")
+    nets = train.make_nets(cfg)
+    state = train.init_state(cfg, nets, 32, KEY)
+    for a, b in zip(
+        jax.tree_util.tree_leaves(state.speaker),
+        jax.tree_util.tree_leaves(state.target),
+        strict=True,
+    ):
+        assert np.array_equal(a, b)
+    online = jax.tree_util.tree_map(lambda a: a + 1.0, state.speaker)
+    new = train.ema_update(state.target, online, 0.99)
+    for t, o, n in zip(
+        *(jax.tree_util.tree_leaves(z) for z in (state.target, online, new)), strict=True
+    ):
+        np.testing.assert_allclose(n, 0.99 * t + 0.01 * o, rtol=1e-6)
+
+
+def test_unknown_token_policies():
+    cfg = get_config("lg_rlrl", "debug")
+    lst = networks.make_listener(cfg)
+    x = jax.random.normal(KEY, (8, 32))
+    tok = jax.random.randint(KEY, (8, 10), 0, 20)
+    params = lst.init(KEY, tok, x)
+    erased = tok.at[:, 2].set(20)
+    aliased = tok.at[:, 2].set(19)
+    # alias: an erasure reads as symbol V−1.
+    np.testing.assert_array_equal(
+        lst.apply(params, erased, x).scores, lst.apply(params, aliased, x).scores
+    )
+    # embed: one extra, never-trained row drawn from the model seed; real rows unchanged.
+    emb = networks.with_erased_token_row(params, random_seed=3)
+    table = emb[networks.EMBED_PATH]["embeddings"]
+    assert table.shape == (21, 10)
+    np.testing.assert_array_equal(table[:20], params[networks.EMBED_PATH]["embeddings"])
+    np.testing.assert_array_equal(
+        table, networks.with_erased_token_row(params, 3)[networks.EMBED_PATH]["embeddings"]
+    )
+    assert np.all(np.abs(table[20]) <= 2.0)
+    lst21 = networks.make_listener(cfg, vocab_size=21)
+    s_embed = lst21.apply(emb, erased, x).scores
+    np.testing.assert_array_equal(lst21.apply(emb, tok, x).scores, lst.apply(params, tok, x).scores)
+    assert not np.allclose(s_embed, lst.apply(params, erased, x).scores)
+    # NLG listeners own the erased row: V+1 embeddings.
+    assert get_config("nlg_rlrl", "debug_0.5").listener.vocab_size == 21

@@ -1,0 +1,50 @@
+#!/usr/bin/env python
+"""Train one game on one dataset.
+
+    python workflow/scripts/train.py --config=lg_rlrl:shapes_logits --config.batch_size=64 \
+        --data-dir results/tfds --run-dir results/runs/lg_rl-shapes_logits-b64-p0.0-s0
+
+    python workflow/scripts/train.py --config=nlg_rlrl:debug_0.5 --features table.npz \
+        --run-dir /tmp/run
+
+Writes <run-dir>/config.json, train_log.csv, checkpoints/step_*.ckpt and final.ckpt; rerunning
+with the same --run-dir resumes. `--features` takes a .npy table [N,D] or a .npz with a
+`train` (or `train_logit`) array; otherwise the config's dataset is read from --data-dir.
+The `debug` dataset is a generated table (64 Gaussian clusters, D=32).
+"""
+
+import argparse
+import sys
+
+from noisy_emcom import configs, synthetic, train
+
+
+def main(argv: list[str]) -> int:
+    cfg, rest = configs.parse_cli(argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--run-dir", required=True, help="output folder of this run")
+    parser.add_argument("--data-dir", default="", help="TFDS data directory")
+    parser.add_argument("--features", default="", help=".npy/.npz feature table instead")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(rest)
+
+    if args.features:
+        from noisy_emcom.data import loader
+
+        table = loader.load_split(args.features, "train", "", ("logit",))["logit"]
+    elif cfg.dataset.name == "debug":
+        table, _ = synthetic.clustered_features(4096, dim=32, n_clusters=64, seed=0)
+    else:
+        from noisy_emcom.data import loader
+
+        data_dir = args.data_dir or cfg.dataset.data_dir
+        table = loader.load_split(cfg.dataset.name, "train", data_dir, ("logit",))["logit"]
+    result = train.train(cfg, table, args.run_dir, progress=not args.no_progress)
+    if not result.finished:
+        print(f"interrupted at step {int(result.state.step)}; rerun to resume", file=sys.stderr)
+        return 143
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
