@@ -1,0 +1,30 @@
+"""Report stage: tables, figures and the claims check from the tidy per-run results.
+
+    from noisy_emcom.report import ReportInputs, build_report, expected_outputs
+    build_report(ReportInputs(tests=[...], measures=[...]), "results/report")
+
+Modules: ``io`` (reading the per-run files, atomic writes), ``aggregate`` (run-level values,
+mean ± std over seeds), ``tables`` (paper-style tables as CSV, Markdown, LaTeX), ``figures``
+(seaborn/matplotlib, PNG and SVG), ``claims`` (SPEC §10.3), ``build`` (the whole stage).
+Nothing here imports JAX.
+"""
+
+from noisy_emcom.report.build import (
+    MANIFEST,
+    ReportInputs,
+    ReportOptions,
+    build_report,
+    expected_outputs,
+    load_inputs,
+)
+from noisy_emcom.report.io import ReportInputError
+
+__all__ = [
+    "MANIFEST",
+    "ReportInputs",
+    "ReportOptions",
+    "ReportInputError",
+    "build_report",
+    "expected_outputs",
+    "load_inputs",
+]
