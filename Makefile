@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
+# Rules call `python`: the project environment comes first on PATH.
+export PATH := $(abspath $(BIN)):$(PATH)
 
 .PHONY: run test test-fast lint bench clean-results quick
 

@@ -63,9 +63,11 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path, preset, sweep):
     # Two periodic checkpoints kept plus the final one.
     kept = sorted(p.name for p in (tmp_path / "part" / "checkpoints").glob("*.ckpt"))
     assert kept == ["step_000000004.ckpt", "step_000000006.ckpt"]
-    # A finished run is not trained again.
+    # A deleted log is rebuilt from the checkpoint; a finished run is not trained again.
+    (tmp_path / "part" / "train_log.csv").unlink()
     again = run(tmp_path, "part", cfg)
     assert again.resumed_from == 8
+    assert (tmp_path / "part" / "train_log.csv").read_text().splitlines() == log
 
 
 def test_same_seed_same_result_other_seed_differs(tmp_path):

@@ -213,13 +213,6 @@ def check_schedule(cfg: ml_collections.ConfigDict) -> int:
     return per_call
 
 
-def _read_log(path: Path, max_step: int) -> list[dict[str, str]]:
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [row for row in csv.DictReader(f) if int(row["step"]) <= max_step]
-
-
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")
@@ -250,8 +243,10 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _payload(state: TrainState, cfg: ml_collections.ConfigDict) -> dict[str, Any]:
+def _payload(state: TrainState, cfg: ml_collections.ConfigDict, log_rows) -> dict[str, Any]:
+    """Everything a resume needs, including the training log up to this step."""
     return {
+        "train_log": [dict(row) for row in log_rows],
         "speaker": state.speaker,
         "target": state.target,
         "listener": state.listener,
@@ -315,11 +310,14 @@ def train(
             )
         state, resumed_from = _restore(payload, state), int(payload["step"])
         if path == checkpoint.final_path(run_dir):
+            if not (run_dir / "train_log.csv").exists():
+                _write_log(run_dir / "train_log.csv", payload.get("train_log", []))
             return TrainResult(state, True, resumed_from)
     configs_json = configs.to_json(cfg)
     checkpoint.atomic_write_bytes(run_dir / "config.json", configs_json.encode())
+    # The log up to the checkpoint lives in the checkpoint: a deleted or longer CSV is rebuilt.
     log_path = run_dir / "train_log.csv"
-    log_rows = _read_log(log_path, resumed_from)
+    log_rows = list(payload.get("train_log", [])) if found is not None else []
     _write_log(log_path, log_rows)
 
     chunk_fn = make_train_chunk(cfg)
@@ -368,12 +366,12 @@ def train(
             interrupted = stop.set or (stop_at_step is not None and step >= stop_at_step)
             if step % cfg.checkpoint_every == 0 or interrupted:
                 checkpoint.save_checkpoint(
-                    checkpoint.periodic_path(run_dir, step), _payload(state, cfg)
+                    checkpoint.periodic_path(run_dir, step), _payload(state, cfg, log_rows)
                 )
                 checkpoint.prune_periodic(run_dir, max(cfg.keep_checkpoints, 1))
             if interrupted:
                 bar.close()
                 return TrainResult(state, False, resumed_from)
     bar.close()
-    checkpoint.save_checkpoint(checkpoint.final_path(run_dir), _payload(state, cfg))
+    checkpoint.save_checkpoint(checkpoint.final_path(run_dir), _payload(state, cfg, log_rows))
     return TrainResult(state, True, resumed_from)

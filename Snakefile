@@ -1,0 +1,33 @@
+# noisy-emcom: raw data → TFDS logit datasets → training per (dataset, game, noise, batch, seed)
+# → tests, measures and ETL per model → tables, figures and an HTML report.
+#
+#   snakemake --cores all                                # embedded default (config/config.yaml)
+#   snakemake --cores all --configfile config/quick.yaml # smoke test of the whole DAG
+#   snakemake --profile profiles/slurm --configfile config/paper.yaml
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "config/schema.yaml")
+
+
+report: "report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/data.smk"
+include: "rules/train.smk"
+include: "rules/test.smk"
+include: "rules/etl.smk"
+include: "rules/report.smk"
+
+
+rule all:
+    input:
+        report_outputs(),
+    default_target: True

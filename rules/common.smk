@@ -1,0 +1,162 @@
+# Path helpers and the experiment grid; no science here.
+import itertools
+import shlex
+
+RESULTS = config["results"]
+DATA_DIR = config["data_dir"]
+RUNS = f"{RESULTS}/runs"
+LOGS = f"{RESULTS}/logs"
+CONDA_ENV = os.path.join("..", config["conda_env"])
+
+TFDS_NAMES = {
+    "imagenet": "byol_imagenet2012",
+    "celeba_logits": "byol_celeb_a2_logits",
+    "celeba_noimg": "byol_celeb_a2_noimg",
+    "celeba": "byol_celeb_a2",
+    "shapes_logits": "shapes_logits",
+    "shapes_noimg": "shapes_noimg",
+    "shapes": "shapes",
+}
+PRESETS = {"lg_s": "lg_rlss", "lg_rl": "lg_rlrl", "nlg": "nlg_rlrl"}
+TESTS = {"channel", "message", "input", "topsim"} & set(config["tests"])
+
+
+wildcard_constraints:
+    game="lg_s|lg_rl|nlg",
+    dataset="[a-z_]+",
+    batch=r"\d+",
+    p=r"[0-9]+\.[0-9]+",
+    seed=r"\d+",
+    run=r"(lg_s|lg_rl|nlg)-[a-z_]+-b\d+-p[0-9]+\.[0-9]+-s\d+",
+    mode="channel|message|input|topsim",
+    task="discrimination|discriminationdist|classification|attribute|reconstruction",
+    etl_dataset="[a-z_]+",
+    noise=r"[0-9]+\.[0-9]+",
+    decoding="sample|greedy",
+    split="train|valid|test",
+
+
+def family(dataset):
+    """imagenet | celeba | shapes."""
+    return dataset.split("_")[0]
+
+
+def dataset_version(dataset):
+    source = config["data"].get(family(dataset), {}).get("source", "none")
+    return "1.0.0" if source == "published" else "2.0.0"
+
+
+def dataset_marker(dataset):
+    """The dataset_info.json that exists once the TFDS dataset is complete."""
+    return f"{DATA_DIR}/{TFDS_NAMES[dataset]}/{dataset_version(dataset)}/dataset_info.json"
+
+
+def markers(family_name):
+    return [dataset_marker(d) for d in TFDS_NAMES if family(d) == family_name]
+
+
+def run_dataset(run):
+    return run.split("-")[1]
+
+
+def run_ids():
+    """Every training run of the grid: <game>-<dataset>-b<B>-p<p>-s<seed>."""
+    t = config["train"]
+    for dataset, game, batch, seed in itertools.product(
+        t["datasets"], t["games"], t["batch_sizes"], t["seeds"]
+    ):
+        for p in t.get("nlg_noise", [0.5]) if game == "nlg" else [0.0]:
+            yield f"{game}-{dataset}-b{batch}-p{float(p)}-s{seed}"
+
+
+def format_override(value):
+    if isinstance(value, (list, tuple)):
+        return repr(tuple(value))
+    return str(value)
+
+
+def override_args(mapping):
+    """{'a.b': v} → "--config.a.b=v" (lists as tuples), shell-quoted."""
+    return " ".join(
+        shlex.quote(f"--config.{key}={format_override(value)}") for key, value in mapping.items()
+    )
+
+
+def etl_dirs(run):
+    """ETL output folders of one run: tasks on datasets of the run's dataset family."""
+    e = config.get("etl", {})
+    for etl_dataset, tasks in e.get("tasks", {}).items():
+        if family(etl_dataset) != family(run_dataset(run)):
+            continue
+        for task, noise, decoding in itertools.product(
+            tasks, e.get("noise", [0.0]), e.get("decodings", ["sample"])
+        ):
+            yield f"{RUNS}/{run}/etl/{task}-{etl_dataset}-p{float(noise)}-{decoding}"
+
+
+def test_outputs():
+    return [f"{RUNS}/{run}/tests/test{mode}.csv" for run in run_ids() for mode in sorted(TESTS)]
+
+
+def measures_outputs():
+    if "measures" not in config["tests"]:
+        return []
+    return [f"{RUNS}/{run}/measures.csv" for run in run_ids()]
+
+
+def train_logs():
+    return [f"{RUNS}/{run}/train_log.csv" for run in run_ids()]
+
+
+def etl_results():
+    return [f"{d}/results.csv" for run in run_ids() for d in etl_dirs(run)]
+
+
+def etl_curves():
+    return [f"{d}/curve.csv" for run in run_ids() for d in etl_dirs(run)]
+
+
+# Report items: which tables and figures exist depends on the result families produced.
+REPORT_DIR = f"{RESULTS}/report"
+FAMILY_TABLES = {
+    "channel": "table_channel",
+    "message": "table_message",
+    "input": "table_input",
+    "topsim": "table_topsim",
+    "measures": "table_redundancy",
+    "etl": "table_etl",
+}
+FAMILY_FIGURES = {
+    "channel": ["fig_accuracy_vs_p"],
+    "message": ["fig_accuracy_vs_erased"],
+    "measures": ["fig_erasure_sensitivity"],
+    "train": ["fig_learning_curves"],
+    "etl": ["fig_etl"],
+}
+
+
+def report_families():
+    present = set(config["tests"]) | {"train"}
+    return present | ({"etl"} if etl_results() else set())
+
+
+def report_items():
+    """(path, caption, category) of every table and figure the report stage writes."""
+    fams = report_families()
+    items = [
+        (f"{REPORT_DIR}/tables/{t}.md", f"../report/captions/{t}.rst", "Tables")
+        for f, t in FAMILY_TABLES.items()
+        if f in fams
+    ]
+    items += [
+        (f"{REPORT_DIR}/figures/{n}.png", f"../report/captions/{n}.rst", "Figures")
+        for f, names in FAMILY_FIGURES.items()
+        if f in fams
+        for n in names
+    ]
+    items.append((f"{REPORT_DIR}/tables/claims.md", "../report/captions/claims.rst", "Claims"))
+    return items
+
+
+def report_outputs():
+    return [f"{REPORT_DIR}/manifest.json"] + [path for path, _, _ in report_items()]

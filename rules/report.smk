@@ -1,0 +1,30 @@
+# Tables, figures and the claims check from every run's tidy results (SPEC §7–§10).
+
+
+rule report:
+    input:
+        tests=test_outputs(),
+        measures=measures_outputs(),
+        train_logs=train_logs(),
+        etl=etl_results(),
+        etl_curves=etl_curves(),
+    output:
+        f"{REPORT_DIR}/manifest.json",
+        *[report(path, caption=caption, category=cat) for path, caption, cat in report_items()],
+    params:
+        out_dir=lambda w, output: os.path.dirname(output[0]),
+        flags=lambda w, input: " ".join(
+            f"--{name.replace('_', '-')} {' '.join(files)}"
+            for name, files in input.items()
+            if files
+        ),
+    log:
+        f"{LOGS}/report.log",
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH=src python workflow/scripts/report.py {params.flags} --out-dir {params.out_dir} > {log} 2>&1"
