@@ -29,7 +29,8 @@ def require_tensorflow():
     except ImportError as e:
         raise DataError(
             "converting the published TFRecord datasets needs TensorFlow, which is not "
-            "installed; install the optional extra: pip install -e '.[tf]'") from e
+            "installed; install the optional extra: pip install -e '.[tf]'"
+        ) from e
     return tf
 
 
@@ -79,8 +80,9 @@ def _decode_logit(values: np.ndarray) -> np.ndarray:
     return values.astype(np.float32)
 
 
-def records_to_arrays(spec: DatasetSpec, records: Iterable[dict[str, np.ndarray]],
-                      source: str, decode_image=None) -> dict[str, np.ndarray]:
+def records_to_arrays(
+    spec: DatasetSpec, records: Iterable[dict[str, np.ndarray]], source: str, decode_image=None
+) -> dict[str, np.ndarray]:
     """Flat per-record feature dicts (keys like `logit`, `label`, `image_id`,
     `attributes/<name>`, `landmarks/<name>`, `image`) → flat arrays of `spec`'s fields.
 
@@ -95,11 +97,14 @@ def records_to_arrays(spec: DatasetSpec, records: Iterable[dict[str, np.ndarray]
         for key in ("label", "image_id"):
             if key in spec.fields:
                 cols.setdefault(key, []).append(_scalar(rec, key, source, n))
-        for field, names in (("attributes", spec.attribute_names),
-                             ("landmarks", spec.landmark_names)):
+        for field, names in (
+            ("attributes", spec.attribute_names),
+            ("landmarks", spec.landmark_names),
+        ):
             if field in spec.fields:
                 cols.setdefault(field, []).append(
-                    [_scalar(rec, f"{field}/{k}", source, n) for k in names])
+                    [_scalar(rec, f"{field}/{k}", source, n) for k in names]
+                )
         if "image" in spec.fields:
             if "image" not in rec:
                 raise DataError(f"{source}: record {n} has no 'image' feature")
@@ -150,9 +155,15 @@ def _decode_png_jpeg(data: bytes) -> np.ndarray:
     return img
 
 
-def convert_published(folder: str | Path, sweep: str, data_dir: str | Path, *,
-                      version: str = CONVERTED_VERSION, overwrite: bool = False,
-                      read_records=read_tfrecord_examples) -> Path:
+def convert_published(
+    folder: str | Path,
+    sweep: str,
+    data_dir: str | Path,
+    *,
+    version: str = CONVERTED_VERSION,
+    overwrite: bool = False,
+    read_records=read_tfrecord_examples,
+) -> Path:
     """Convert one published variant folder (e.g. `byol_celeb_a2/1.0.0`) to
     `<data_dir>/<tfds_name>/<version>/` in array_record format → that path.
 
@@ -162,10 +173,12 @@ def convert_published(folder: str | Path, sweep: str, data_dir: str | Path, *,
     spec = get_spec(sweep)
     splits = {}
     for split, paths in shard_files(folder).items():
-        splits[split] = records_to_arrays(spec, read_records(paths), f"{folder} [{split}]",
-                                          decode_image=_decode_png_jpeg)
+        splits[split] = records_to_arrays(
+            spec, read_records(paths), f"{folder} [{split}]", decode_image=_decode_png_jpeg
+        )
     widths = {a["logit"].shape[1] for a in splits.values()}
     if len(widths) != 1:
         raise DataError(f"{folder}: logit widths differ between splits: {sorted(widths)}")
-    return tfds_io.write_dataset(spec, version, data_dir, splits, feature_dim=widths.pop(),
-                                 overwrite=overwrite)
+    return tfds_io.write_dataset(
+        spec, version, data_dir, splits, feature_dim=widths.pop(), overwrite=overwrite
+    )

@@ -18,9 +18,16 @@ def _load(path: Path, image_size: int) -> np.ndarray:
     return byol_preprocess(decode_rgb(path), image_size)
 
 
-def extract_features(paths: Sequence[str | Path], params, state, *, batch_size: int = 64,
-                     image_size: int = 224, workers: int = 2, desc: str = "extract"
-                     ) -> np.ndarray:
+def extract_features(
+    paths: Sequence[str | Path],
+    params,
+    state,
+    *,
+    batch_size: int = 64,
+    image_size: int = 224,
+    workers: int = 2,
+    desc: str = "extract",
+) -> np.ndarray:
     """Features [N, 2048] float32 of image files, in order.
 
     Images are decoded and preprocessed on the host (threads), padded to full batches and run
@@ -29,13 +36,15 @@ def extract_features(paths: Sequence[str | Path], params, state, *, batch_size: 
     net = encoders.resnet50()
     fwd = jax.jit(lambda p, s, x: net.apply(p, s, None, x)[0])
     out = np.zeros((len(paths), encoders.BYOL_FEATURE_DIM), np.float32)
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
-            total=len(paths), desc=desc, unit="img") as bar:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=len(paths), desc=desc, unit="img") as bar,
+    ):
         for a in range(0, len(paths), batch_size):
-            chunk = paths[a: a + batch_size]
+            chunk = paths[a : a + batch_size]
             x = np.stack(list(pool.map(lambda p: _load(Path(p), image_size), chunk)))
             if len(x) < batch_size:
                 x = np.concatenate([x, np.zeros((batch_size - len(x), *x.shape[1:]), x.dtype)])
-            out[a: a + len(chunk)] = np.asarray(fwd(params, state, x))[: len(chunk)]
+            out[a : a + len(chunk)] = np.asarray(fwd(params, state, x))[: len(chunk)]
             bar.update(len(chunk))
     return out

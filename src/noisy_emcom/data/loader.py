@@ -24,9 +24,21 @@ from noisy_emcom.data.registry import (
 )
 
 __all__ = [
-    "DATASETS", "DataError", "DatasetSpec", "StreamingSource", "attribute_names",
-    "attribute_one_hots", "check_dataset", "datasets_with", "get_spec", "label_depth",
-    "load_split", "one_hot", "open_stream", "require_fields", "scale_images",
+    "DATASETS",
+    "DataError",
+    "DatasetSpec",
+    "StreamingSource",
+    "attribute_names",
+    "attribute_one_hots",
+    "check_dataset",
+    "datasets_with",
+    "get_spec",
+    "label_depth",
+    "load_split",
+    "one_hot",
+    "open_stream",
+    "require_fields",
+    "scale_images",
 ]
 
 CHUNK = 4096
@@ -48,8 +60,7 @@ def _feature_keys(field: str) -> list[str]:
     return [field]
 
 
-def _open(dataset: str, split: str, data_dir, fields: Sequence[str],
-          feature_dim: int | None):
+def _open(dataset: str, split: str, data_dir, fields: Sequence[str], feature_dim: int | None):
     """Open and validate a TFDS split → (spec, source)."""
     name, version = _parse_name(dataset)
     spec = require_fields(name, fields)
@@ -57,14 +68,18 @@ def _open(dataset: str, split: str, data_dir, fields: Sequence[str],
         raise DataError(f"dataset {name!r}: data_dir is required for a TFDS dataset")
     sources, version = tfds_io.data_source(data_dir, spec.tfds_name, version)
     if split not in sources:
-        raise DataError(f"dataset {name!r} ({spec.tfds_name}:{version}) has no split "
-                        f"{split!r}; splits: {', '.join(sources)}")
+        raise DataError(
+            f"dataset {name!r} ({spec.tfds_name}:{version}) has no split "
+            f"{split!r}; splits: {', '.join(sources)}"
+        )
     source = sources[split]
     features = source.dataset_info.features
     for field in fields:
         if field not in features:
-            raise DataError(f"dataset {name!r} ({spec.tfds_name}:{version}): field {field!r} "
-                            f"missing from the stored features {sorted(features.keys())}")
+            raise DataError(
+                f"dataset {name!r} ({spec.tfds_name}:{version}): field {field!r} "
+                f"missing from the stored features {sorted(features.keys())}"
+            )
     _check_features(name, spec, features, feature_dim)
     return spec, source
 
@@ -72,41 +87,58 @@ def _open(dataset: str, split: str, data_dir, fields: Sequence[str],
 def _check_features(name: str, spec: DatasetSpec, features, feature_dim: int | None) -> None:
     """Refuse stored features whose width or keys differ from the registry / config."""
     width = features["logit"].shape
-    want = feature_dim if feature_dim is not None else (
-        spec.feature_dim if spec.family != "shapes" else None)
+    want = (
+        feature_dim
+        if feature_dim is not None
+        else (spec.feature_dim if spec.family != "shapes" else None)
+    )
     if len(width) != 1 or (want is not None and width[0] != want):
-        raise DataError(f"dataset {name!r}: field 'logit' has shape {tuple(width)}, expected "
-                        f"({want if want is not None else 'D'},)")
-    for field, names in (("attributes", spec.attribute_names),
-                         ("landmarks", spec.landmark_names)):
+        raise DataError(
+            f"dataset {name!r}: field 'logit' has shape {tuple(width)}, expected "
+            f"({want if want is not None else 'D'},)"
+        )
+    for field, names in (("attributes", spec.attribute_names), ("landmarks", spec.landmark_names)):
         if field in features and tuple(sorted(features[field].keys())) != tuple(sorted(names)):
-            raise DataError(f"dataset {name!r}: field {field!r} has keys "
-                            f"{sorted(features[field].keys())[:3]}..., expected the "
-                            f"{len(names)} names of the registry")
+            raise DataError(
+                f"dataset {name!r}: field {field!r} has keys "
+                f"{sorted(features[field].keys())[:3]}..., expected the "
+                f"{len(names)} names of the registry"
+            )
 
 
 def _stack(spec: DatasetSpec, field: str, rows: list[dict]) -> dict[str, np.ndarray]:
     """Per-record dicts → arrays for one field (canonical order for nested dicts)."""
     if field == "attributes":
-        return {field: np.array([[r[field][n] for n in spec.attribute_names] for r in rows],
-                                bool).reshape(len(rows), len(spec.attribute_names))}
+        return {
+            field: np.array(
+                [[r[field][n] for n in spec.attribute_names] for r in rows], bool
+            ).reshape(len(rows), len(spec.attribute_names))
+        }
     if field == "landmarks":
-        return {field: np.array([[r[field][n] for n in spec.landmark_names] for r in rows],
-                                np.int64).reshape(len(rows), len(spec.landmark_names))}
+        return {
+            field: np.array(
+                [[r[field][n] for n in spec.landmark_names] for r in rows], np.int64
+            ).reshape(len(rows), len(spec.landmark_names))
+        }
     if field == "factors":
-        return {f"factor_{k}": np.array([r[field][k] for r in rows],
-                                        np.int64 if i < 4 else np.float32)
-                for i, k in enumerate(shapes.FACTOR_NAMES)}
+        return {
+            f"factor_{k}": np.array([r[field][k] for r in rows], np.int64 if i < 4 else np.float32)
+            for i, k in enumerate(shapes.FACTOR_NAMES)
+        }
     if field == "file_name":
-        return {field: np.array([r[field].decode() if isinstance(r[field], bytes)
-                                 else str(r[field]) for r in rows])}
+        return {
+            field: np.array(
+                [r[field].decode() if isinstance(r[field], bytes) else str(r[field]) for r in rows]
+            )
+        }
     if field in ("label", "image_id"):
         return {field: np.array([r[field] for r in rows], np.int64)}
     return {field: np.stack([np.asarray(r[field]) for r in rows])}
 
 
-def _read_rows(spec: DatasetSpec, source, indices: np.ndarray, fields: Sequence[str]
-               ) -> dict[str, np.ndarray]:
+def _read_rows(
+    spec: DatasetSpec, source, indices: np.ndarray, fields: Sequence[str]
+) -> dict[str, np.ndarray]:
     rows = source.__getitems__([int(i) for i in indices])
     out: dict[str, np.ndarray] = {}
     for field in fields:
@@ -135,8 +167,10 @@ def _load_npz(path: Path, split: str, fields: Sequence[str]) -> dict[str, np.nda
                 names = [f"{split}_{key}"] + ([split] if key == "logit" else [])
                 hit = next((n for n in names if n in data.files), None)
                 if hit is None:
-                    raise DataError(f"{path}: no array {' or '.join(repr(n) for n in names)} "
-                                    f"for field {field!r} of split {split!r}")
+                    raise DataError(
+                        f"{path}: no array {' or '.join(repr(n) for n in names)} "
+                        f"for field {field!r} of split {split!r}"
+                    )
                 out[key] = data[hit]
     return out
 
@@ -144,21 +178,25 @@ def _load_npz(path: Path, split: str, fields: Sequence[str]) -> dict[str, np.nda
 def _load_npy(path: Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
     extra = [f for f in fields if f != "logit"]
     if extra:
-        raise DataError(f"{path}: a .npy file holds only a logit table; field {extra[0]!r} "
-                        "is not available")
+        raise DataError(
+            f"{path}: a .npy file holds only a logit table; field {extra[0]!r} is not available"
+        )
     try:
         return {"logit": np.load(path, allow_pickle=False)}
     except Exception as e:  # noqa: BLE001
         raise DataError(f"{path}: cannot read .npy file ({e})") from e
 
 
-def _check_file_arrays(path: Path, out: dict[str, np.ndarray], feature_dim: int | None
-                       ) -> dict[str, np.ndarray]:
+def _check_file_arrays(
+    path: Path, out: dict[str, np.ndarray], feature_dim: int | None
+) -> dict[str, np.ndarray]:
     if "logit" in out:
         logit = out["logit"]
         if logit.ndim != 2 or (feature_dim is not None and logit.shape[1] != feature_dim):
-            raise DataError(f"{path}: field 'logit' has shape {logit.shape}, expected "
-                            f"(N, {feature_dim if feature_dim is not None else 'D'})")
+            raise DataError(
+                f"{path}: field 'logit' has shape {logit.shape}, expected "
+                f"(N, {feature_dim if feature_dim is not None else 'D'})"
+            )
         out["logit"] = logit.astype(np.float32, copy=False)
     lengths = {k: len(v) for k, v in out.items()}
     if len(set(lengths.values())) > 1:
@@ -166,9 +204,15 @@ def _check_file_arrays(path: Path, out: dict[str, np.ndarray], feature_dim: int 
     return out
 
 
-def load_split(dataset: str, split: str, data_dir: str | Path | None,
-               fields: Sequence[str] = ("logit",), *, feature_dim: int | None = None,
-               chunk: int = CHUNK) -> dict[str, np.ndarray]:
+def load_split(
+    dataset: str,
+    split: str,
+    data_dir: str | Path | None,
+    fields: Sequence[str] = ("logit",),
+    *,
+    feature_dim: int | None = None,
+    chunk: int = CHUNK,
+) -> dict[str, np.ndarray]:
     """Load whole fields of one split into numpy.
 
     Returns `logit` [N,D] float32, `label` [N] int64, `image_id` [N] int64, `attributes`
@@ -182,8 +226,7 @@ def load_split(dataset: str, split: str, data_dir: str | Path | None,
         path = Path(dataset)
         if not path.is_file():
             raise DataError(f"{path}: dataset file not found")
-        out = _load_npz(path, split, fields) if path.suffix == ".npz" else _load_npy(
-            path, fields)
+        out = _load_npz(path, split, fields) if path.suffix == ".npz" else _load_npy(path, fields)
         return _check_file_arrays(path, out, feature_dim)
     spec, source = _open(dataset, split, data_dir, fields, feature_dim)
     n = len(source)
@@ -192,19 +235,27 @@ def load_split(dataset: str, split: str, data_dir: str | Path | None,
         for field in fields:
             out.update(_empty(spec, field, source))
         return out
-    parts = [_read_rows(spec, source, np.arange(a, min(a + chunk, n)), fields)
-             for a in range(0, n, chunk)]
+    parts = [
+        _read_rows(spec, source, np.arange(a, min(a + chunk, n)), fields)
+        for a in range(0, n, chunk)
+    ]
     return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
-def check_dataset(dataset: str, data_dir: str | Path | None, fields: Sequence[str] = ("logit",),
-                  splits: Sequence[str] = ("train", "test"), feature_dim: int | None = None
-                  ) -> dict[str, int]:
+def check_dataset(
+    dataset: str,
+    data_dir: str | Path | None,
+    fields: Sequence[str] = ("logit",),
+    splits: Sequence[str] = ("train", "test"),
+    feature_dim: int | None = None,
+) -> dict[str, int]:
     """Validate that a dataset has the splits, fields and width a config needs, without
     loading it → {split: num_examples}. Errors name the dataset and the field."""
     if _is_file_dataset(dataset):
-        return {s: len(load_split(dataset, s, data_dir, ("logit",), feature_dim=feature_dim)
-                       ["logit"]) for s in splits}
+        return {
+            s: len(load_split(dataset, s, data_dir, ("logit",), feature_dim=feature_dim)["logit"])
+            for s in splits
+        }
     return {s: len(_open(dataset, s, data_dir, tuple(fields), feature_dim)[1]) for s in splits}
 
 
@@ -278,24 +329,27 @@ class StreamingSource:
         return self.num_examples
 
 
-def open_stream(dataset: str, split: str, data_dir: str | Path | None,
-                field: str = "logit", *, feature_dim: int | None = None) -> StreamingSource:
+def open_stream(
+    dataset: str,
+    split: str,
+    data_dir: str | Path | None,
+    field: str = "logit",
+    *,
+    feature_dim: int | None = None,
+) -> StreamingSource:
     """A `StreamingSource` over `field` of a split (TFDS random access; `.npy` memory-mapped;
     `.npz` loads the one array)."""
     if _is_file_dataset(dataset):
         path = Path(dataset)
         if path.suffix == ".npy" and path.is_file():
             table = np.load(path, mmap_mode="r")
-            _check_file_arrays(path, {"logit": table[:0].reshape(0, *table.shape[1:])},
-                               feature_dim)
+            _check_file_arrays(path, {"logit": table[:0].reshape(0, *table.shape[1:])}, feature_dim)
         else:
-            table = load_split(dataset, split, data_dir, (field,),
-                               feature_dim=feature_dim)[field]
-        return StreamingSource(lambda i: np.asarray(table[i]), len(table),
-                               int(np.prod(table.shape[1:])))
+            table = load_split(dataset, split, data_dir, (field,), feature_dim=feature_dim)[field]
+        return StreamingSource(
+            lambda i: np.asarray(table[i]), len(table), int(np.prod(table.shape[1:]))
+        )
     spec, source = _open(dataset, split, data_dir, (field,), feature_dim)
     shape = source.dataset_info.features[field].shape
     dim = int(np.prod(shape)) if shape else 1
-    return StreamingSource(lambda i: _read_rows(spec, source, i, (field,))[field],
-                           len(source), dim)
-
+    return StreamingSource(lambda i: _read_rows(spec, source, i, (field,))[field], len(source), dim)

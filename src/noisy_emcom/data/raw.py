@@ -12,17 +12,58 @@ from PIL import Image
 from noisy_emcom.data.errors import DataError
 
 CELEBA_ATTRIBUTES = (
-    "5_o_Clock_Shadow", "Arched_Eyebrows", "Attractive", "Bags_Under_Eyes", "Bald", "Bangs",
-    "Big_Lips", "Big_Nose", "Black_Hair", "Blond_Hair", "Blurry", "Brown_Hair",
-    "Bushy_Eyebrows", "Chubby", "Double_Chin", "Eyeglasses", "Goatee", "Gray_Hair",
-    "Heavy_Makeup", "High_Cheekbones", "Male", "Mouth_Slightly_Open", "Mustache", "Narrow_Eyes",
-    "No_Beard", "Oval_Face", "Pale_Skin", "Pointy_Nose", "Receding_Hairline", "Rosy_Cheeks",
-    "Sideburns", "Smiling", "Straight_Hair", "Wavy_Hair", "Wearing_Earrings", "Wearing_Hat",
-    "Wearing_Lipstick", "Wearing_Necklace", "Wearing_Necktie", "Young",
+    "5_o_Clock_Shadow",
+    "Arched_Eyebrows",
+    "Attractive",
+    "Bags_Under_Eyes",
+    "Bald",
+    "Bangs",
+    "Big_Lips",
+    "Big_Nose",
+    "Black_Hair",
+    "Blond_Hair",
+    "Blurry",
+    "Brown_Hair",
+    "Bushy_Eyebrows",
+    "Chubby",
+    "Double_Chin",
+    "Eyeglasses",
+    "Goatee",
+    "Gray_Hair",
+    "Heavy_Makeup",
+    "High_Cheekbones",
+    "Male",
+    "Mouth_Slightly_Open",
+    "Mustache",
+    "Narrow_Eyes",
+    "No_Beard",
+    "Oval_Face",
+    "Pale_Skin",
+    "Pointy_Nose",
+    "Receding_Hairline",
+    "Rosy_Cheeks",
+    "Sideburns",
+    "Smiling",
+    "Straight_Hair",
+    "Wavy_Hair",
+    "Wearing_Earrings",
+    "Wearing_Hat",
+    "Wearing_Lipstick",
+    "Wearing_Necklace",
+    "Wearing_Necktie",
+    "Young",
 )
 CELEBA_LANDMARKS = (
-    "lefteye_x", "lefteye_y", "righteye_x", "righteye_y", "nose_x", "nose_y",
-    "leftmouth_x", "leftmouth_y", "rightmouth_x", "rightmouth_y",
+    "lefteye_x",
+    "lefteye_y",
+    "righteye_x",
+    "righteye_y",
+    "nose_x",
+    "nose_y",
+    "leftmouth_x",
+    "leftmouth_y",
+    "rightmouth_x",
+    "rightmouth_y",
 )
 CELEBA_NUM_IDENTITIES = 10177
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)
@@ -70,8 +111,11 @@ def centre_crop_box(h: int, w: int, fraction: float = 0.875) -> tuple[int, int, 
 def _cubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
     """Keys cubic convolution kernel (a = −0.5)."""
     x = np.abs(x)
-    return np.where(x <= 1, ((a + 2) * x - (a + 3)) * x * x + 1,
-                    np.where(x < 2, ((a * x - 5 * a) * x + 8 * a) * x - 4 * a, 0.0))
+    return np.where(
+        x <= 1,
+        ((a + 2) * x - (a + 3)) * x * x + 1,
+        np.where(x < 2, ((a * x - 5 * a) * x + 8 * a) * x - 4 * a, 0.0),
+    )
 
 
 def bicubic_matrix(n_in: int, n_out: int) -> np.ndarray:
@@ -94,9 +138,8 @@ def byol_preprocess(image: np.ndarray, size: int = 224) -> np.ndarray:
     (x − mean)/std with ImageNet mean (0.485, 0.456, 0.406) and std (0.229, 0.224, 0.225).
     """
     top, left, s = centre_crop_box(*image.shape[:2])
-    crop = image[top: top + s, left: left + s].astype(np.float32)
-    my, mx = bicubic_matrix(s, size).astype(np.float32), bicubic_matrix(s, size).astype(
-        np.float32)
+    crop = image[top : top + s, left : left + s].astype(np.float32)
+    my, mx = bicubic_matrix(s, size).astype(np.float32), bicubic_matrix(s, size).astype(np.float32)
     out = np.einsum("ij,jkc,lk->ilc", my, crop, mx)
     out = np.clip(out / 255.0, 0.0, 1.0)
     return ((out - IMAGENET_MEAN) / IMAGENET_STD).astype(np.float32)
@@ -108,7 +151,7 @@ def celeba_small_image(image: np.ndarray, size: int = 64) -> np.ndarray:
     h, w = image.shape[:2]
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    crop = Image.fromarray(image[top: top + side, left: left + side])
+    crop = Image.fromarray(image[top : top + side, left : left + side])
     return np.asarray(crop.resize((size, size), Image.BILINEAR, reducing_gap=None))
 
 
@@ -149,8 +192,10 @@ def _parse_table(path: Path, names: tuple[str, ...], header: bool) -> dict[str, 
             raise DataError(f"{path}: missing the count and column-name header lines")
         got = tuple(lines[1].split())
         if got != names:
-            raise DataError(f"{path}: line 2 has columns {list(got)[:3]}..., expected "
-                            f"{list(names)[:3]}... ({len(names)} names)")
+            raise DataError(
+                f"{path}: line 2 has columns {list(got)[:3]}..., expected "
+                f"{list(names)[:3]}... ({len(names)} names)"
+            )
         start = 2
     rows: dict[str, list[str]] = {}
     for n, line in enumerate(lines[start:], start=start + 1):
@@ -193,20 +238,25 @@ def read_celeba_annotations(root: str | Path) -> CelebAAnnotations:
     for path, table in ((attr_path, attrs), (lm_path, lms)):
         if set(table) != set(ids):
             missing = sorted(set(ids) ^ set(table))[0]
-            raise DataError(f"{path}: image {missing} is not listed in both {path.name} and "
-                            f"{id_path.name}")
+            raise DataError(
+                f"{path}: image {missing} is not listed in both {path.name} and {id_path.name}"
+            )
     identity = np.array([_ints(id_path, f, ids[f])[0] for f in files], np.int64)
     bad = np.flatnonzero((identity < 1) | (identity > CELEBA_NUM_IDENTITIES))
     if len(bad):
-        raise DataError(f"{id_path}: identity {identity[bad[0]]} of {files[bad[0]]} is outside "
-                        f"1..{CELEBA_NUM_IDENTITIES}")
+        raise DataError(
+            f"{id_path}: identity {identity[bad[0]]} of {files[bad[0]]} is outside "
+            f"1..{CELEBA_NUM_IDENTITIES}"
+        )
     attr_vals = np.array([_ints(attr_path, f, attrs[f]) for f in files], np.int64).reshape(
-        len(files), len(CELEBA_ATTRIBUTES))
+        len(files), len(CELEBA_ATTRIBUTES)
+    )
     if not np.isin(attr_vals, (-1, 1)).all():
         i = int(np.flatnonzero(~np.isin(attr_vals, (-1, 1)).all(1))[0])
         raise DataError(f"{attr_path}: entry {files[i]}: attribute values must be 1 or -1")
     landmarks = np.array([_ints(lm_path, f, lms[f]) for f in files], np.int64).reshape(
-        len(files), len(CELEBA_LANDMARKS))
+        len(files), len(CELEBA_LANDMARKS)
+    )
     try:
         image_id = np.array([int(Path(f).stem) for f in files], np.int64)
     except ValueError as e:

@@ -34,29 +34,66 @@ class DatasetSpec:
     landmark_names: tuple[str, ...] = ()
 
 
-_CELEBA = dict(family="celeba", splits=("train", "valid", "test"), feature_dim=BYOL_DIM,
-               label_depth=raw.CELEBA_NUM_IDENTITIES + 1,
-               attribute_names=raw.CELEBA_ATTRIBUTES, landmark_names=raw.CELEBA_LANDMARKS)
-_SHAPES = dict(family="shapes", splits=("train", "valid", "test"), feature_dim=SHAPES_DIM,
-               label_depth=shapes.NUM_CLASSES, attribute_names=tuple(shapes.ATTRIBUTE_NAMES),
-               landmark_names=shapes.LANDMARK_NAMES)
+_CELEBA = dict(
+    family="celeba",
+    splits=("train", "valid", "test"),
+    feature_dim=BYOL_DIM,
+    label_depth=raw.CELEBA_NUM_IDENTITIES + 1,
+    attribute_names=raw.CELEBA_ATTRIBUTES,
+    landmark_names=raw.CELEBA_LANDMARKS,
+)
+_SHAPES = dict(
+    family="shapes",
+    splits=("train", "valid", "test"),
+    feature_dim=SHAPES_DIM,
+    label_depth=shapes.NUM_CLASSES,
+    attribute_names=tuple(shapes.ATTRIBUTE_NAMES),
+    landmark_names=shapes.LANDMARK_NAMES,
+)
 
 DATASETS: dict[str, DatasetSpec] = {
-    s.sweep: s for s in (
-        DatasetSpec("imagenet", "byol_imagenet2012", "imagenet", "logits",
-                    ("logit", "label"), ("train", "test"), BYOL_DIM, 1000),
-        DatasetSpec("celeba_logits", "byol_celeb_a2_logits", variant="logits",
-                    fields=LOGIT_FIELDS, **_CELEBA),
-        DatasetSpec("celeba_noimg", "byol_celeb_a2_noimg", variant="noimg",
-                    fields=NOIMG_FIELDS, **_CELEBA),
-        DatasetSpec("celeba", "byol_celeb_a2", variant="image",
-                    fields=NOIMG_FIELDS + ("image",), **_CELEBA),
-        DatasetSpec("shapes_logits", "shapes_logits", variant="logits", fields=LOGIT_FIELDS,
-                    **_SHAPES),
-        DatasetSpec("shapes_noimg", "shapes_noimg", variant="noimg",
-                    fields=NOIMG_FIELDS + ("factors",), **_SHAPES),
-        DatasetSpec("shapes", "shapes", variant="image",
-                    fields=NOIMG_FIELDS + ("factors", "image"), **_SHAPES),
+    s.sweep: s
+    for s in (
+        DatasetSpec(
+            "imagenet",
+            "byol_imagenet2012",
+            "imagenet",
+            "logits",
+            ("logit", "label"),
+            ("train", "test"),
+            BYOL_DIM,
+            1000,
+        ),
+        DatasetSpec(
+            "celeba_logits",
+            "byol_celeb_a2_logits",
+            variant="logits",
+            fields=LOGIT_FIELDS,
+            **_CELEBA,
+        ),
+        DatasetSpec(
+            "celeba_noimg", "byol_celeb_a2_noimg", variant="noimg", fields=NOIMG_FIELDS, **_CELEBA
+        ),
+        DatasetSpec(
+            "celeba", "byol_celeb_a2", variant="image", fields=NOIMG_FIELDS + ("image",), **_CELEBA
+        ),
+        DatasetSpec(
+            "shapes_logits", "shapes_logits", variant="logits", fields=LOGIT_FIELDS, **_SHAPES
+        ),
+        DatasetSpec(
+            "shapes_noimg",
+            "shapes_noimg",
+            variant="noimg",
+            fields=NOIMG_FIELDS + ("factors",),
+            **_SHAPES,
+        ),
+        DatasetSpec(
+            "shapes",
+            "shapes",
+            variant="image",
+            fields=NOIMG_FIELDS + ("factors", "image"),
+            **_SHAPES,
+        ),
     )
 }
 # Optional fields a variant may hold (re-extracted ImageNet keeps file names).
@@ -82,8 +119,7 @@ def require_fields(sweep: str, fields) -> DatasetSpec:
     for field in fields:
         if field not in spec.fields + OPTIONAL_FIELDS.get(sweep, ()):
             have = ", ".join(datasets_with(field)) or "none"
-            raise DataError(f"dataset {sweep!r} has no field {field!r}; datasets with it: "
-                            f"{have}")
+            raise DataError(f"dataset {sweep!r} has no field {field!r}; datasets with it: {have}")
     return spec
 
 

@@ -22,31 +22,66 @@ SIZE_NAMES = ("small", "medium", "large")
 BACKGROUND_NAMES = ("black", "grey", "navy", "brown")
 
 COLOURS = np.array(
-    [[220, 40, 40], [40, 180, 60], [50, 80, 220], [230, 210, 40],
-     [200, 60, 200], [40, 200, 210], [240, 140, 30], [240, 240, 240]], dtype=np.float64)
-BACKGROUNDS = np.array(
-    [[15, 15, 15], [80, 80, 80], [20, 30, 80], [80, 50, 20]], dtype=np.float64)
+    [
+        [220, 40, 40],
+        [40, 180, 60],
+        [50, 80, 220],
+        [230, 210, 40],
+        [200, 60, 200],
+        [40, 200, 210],
+        [240, 140, 30],
+        [240, 240, 240],
+    ],
+    dtype=np.float64,
+)
+BACKGROUNDS = np.array([[15, 15, 15], [80, 80, 80], [20, 30, 80], [80, 50, 20]], dtype=np.float64)
 RADII = np.array([8.0, 12.0, 16.0])
 
 # Rotational symmetry period P (radians); circle has none (NaN).
 PERIODS = np.deg2rad(np.array([np.nan, 90.0, 120.0, 180.0, 72.0, 90.0]))
 # Unit-circumradius area A of each shape (area in px² = R²·A).
-AREAS = np.array([np.pi, 2.0, 3.0 * np.sqrt(3.0) / 4.0, 1.2,
-                  10.0 * 0.5 * 0.45 * np.sin(np.deg2rad(36.0)), 1.8])
+AREAS = np.array(
+    [np.pi, 2.0, 3.0 * np.sqrt(3.0) / 4.0, 1.2, 10.0 * 0.5 * 0.45 * np.sin(np.deg2rad(36.0)), 1.8]
+)
 
 ATTRIBUTE_NAMES = (
     [f"shape_{n}" for n in SHAPE_NAMES]
     + [f"color_{n}" for n in COLOUR_NAMES]
     + [f"size_{n}" for n in SIZE_NAMES]
     + ["bg_black", "bg_grey", "bg_navy", "bg_brown"]
-    + ["left_half", "top_half", "left_third", "right_third", "top_third", "bottom_third",
-       "near_center", "near_border", "upright", "tilted_ccw", "convex_shape", "pointy_shape",
-       "right_angles", "warm_color", "light_color", "high_contrast", "dark_background",
-       "large_area", "tall"]
+    + [
+        "left_half",
+        "top_half",
+        "left_third",
+        "right_third",
+        "top_third",
+        "bottom_third",
+        "near_center",
+        "near_border",
+        "upright",
+        "tilted_ccw",
+        "convex_shape",
+        "pointy_shape",
+        "right_angles",
+        "warm_color",
+        "light_color",
+        "high_contrast",
+        "dark_background",
+        "large_area",
+        "tall",
+    ]
 )
 LANDMARK_NAMES = (
-    "center_x", "center_y", "topleft_x", "topleft_y", "topright_x", "topright_y",
-    "bottomleft_x", "bottomleft_y", "bottomright_x", "bottomright_y",
+    "center_x",
+    "center_y",
+    "topleft_x",
+    "topleft_y",
+    "topright_x",
+    "topright_y",
+    "bottomleft_x",
+    "bottomleft_y",
+    "bottomright_x",
+    "bottomright_y",
 )
 FACTOR_NAMES = ("shape", "colour", "size", "background", "x", "y", "rotation")
 
@@ -71,8 +106,22 @@ VERTICES = {
     2: _polar(1.0, np.array([90.0, 210.0, 330.0])),
     3: np.array([[0.6, 0.0], [0.0, 1.0], [-0.6, 0.0], [0.0, -1.0]]),
     4: _star_vertices(),
-    5: np.array([[0.3, 0.9], [-0.3, 0.9], [-0.3, 0.3], [-0.9, 0.3], [-0.9, -0.3], [-0.3, -0.3],
-                 [-0.3, -0.9], [0.3, -0.9], [0.3, -0.3], [0.9, -0.3], [0.9, 0.3], [0.3, 0.3]]),
+    5: np.array(
+        [
+            [0.3, 0.9],
+            [-0.3, 0.9],
+            [-0.3, 0.3],
+            [-0.9, 0.3],
+            [-0.9, -0.3],
+            [-0.3, -0.3],
+            [-0.3, -0.9],
+            [0.3, -0.9],
+            [0.3, -0.3],
+            [0.9, -0.3],
+            [0.9, 0.3],
+            [0.3, 0.3],
+        ]
+    ),
 }
 
 
@@ -109,16 +158,18 @@ def inside_shape(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
 _WINDOW = 36  # pixels per side of the render window; holds any object (R ≤ 16, 2 px margin)
 
 
-def coverage(shape: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray,
-             theta: np.ndarray) -> np.ndarray:
+def coverage(
+    shape: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray, theta: np.ndarray
+) -> np.ndarray:
     """Supersampled coverage α ∈ {0, 1/16, …, 1} of every pixel → [N, 64, 64] float64.
 
     Sample points (j + (k+0.5)/4, i + (l+0.5)/4); local coordinates of a point (x, y):
     dx = (x − c_x)/R, dy = (c_y − y)/R, u = dx cos θ + dy sin θ, v = −dx sin θ + dy cos θ.
     Only a 36×36 window around each object is evaluated (the object lies inside it).
     """
-    shape, cx, cy, radius, theta = (np.asarray(a).reshape(-1)
-                                    for a in (shape, cx, cy, radius, theta))
+    shape, cx, cy, radius, theta = (
+        np.asarray(a).reshape(-1) for a in (shape, cx, cy, radius, theta)
+    )
     n, ss = len(shape), SUPERSAMPLE
     x0 = np.clip(np.floor(cx).astype(np.int64) - 18, 0, IMAGE_SIZE - _WINDOW)
     y0 = np.clip(np.floor(cy).astype(np.int64) - 18, 0, IMAGE_SIZE - _WINDOW)
@@ -154,13 +205,21 @@ def draw_factors(seed: int, split: int, index: int) -> tuple[dict, np.ndarray]:
     cy = float(rng.uniform(r + 2.0, 62.0 - r))
     theta = float(rng.uniform(0.0, 2.0 * np.pi))
     noise = rng.standard_normal((IMAGE_SIZE, IMAGE_SIZE, 3)) * NOISE_STD
-    factors = {"shape": shape, "colour": colour, "size": size, "background": background,
-               "x": cx, "y": cy, "rotation": theta}
+    factors = {
+        "shape": shape,
+        "colour": colour,
+        "size": size,
+        "background": background,
+        "x": cx,
+        "y": cy,
+        "rotation": theta,
+    }
     return factors, noise
 
 
-def bounding_boxes(shape: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray,
-                   theta: np.ndarray) -> np.ndarray:
+def bounding_boxes(
+    shape: np.ndarray, cx: np.ndarray, cy: np.ndarray, radius: np.ndarray, theta: np.ndarray
+) -> np.ndarray:
     """Continuous axis-aligned boxes (x_min, y_min, x_max, y_max) → [N, 4].
 
     Circle: c ± R; polygons: extremes of their transformed vertices
@@ -200,15 +259,24 @@ def attributes(shape, colour, size, background, cx, cy, theta) -> np.ndarray:
         *(colour == k for k in range(8)),
         *(size == k for k in range(3)),
         *(background == k for k in range(4)),
-        cx < 32.0, cy < 32.0, cx < 64.0 / 3.0, cx >= 128.0 / 3.0, cy < 64.0 / 3.0,
+        cx < 32.0,
+        cy < 32.0,
+        cx < 64.0 / 3.0,
+        cx >= 128.0 / 3.0,
+        cy < 64.0 / 3.0,
         cy >= 128.0 / 3.0,
-        (cx - 32.0) ** 2 + (cy - 32.0) ** 2 < 12.0 ** 2,
+        (cx - 32.0) ** 2 + (cy - 32.0) ** 2 < 12.0**2,
         np.minimum.reduce([x_min, y_min, 64.0 - x_max, 64.0 - y_max]) < 6.0,
-        upright, tilted,
-        np.isin(shape, [0, 1, 2, 3]), np.isin(shape, [2, 3, 4]), np.isin(shape, [1, 5]),
-        np.isin(colour, [0, 3, 4, 6]), y_col > 150.0, np.abs(y_col - y_bg) > 100.0,
+        upright,
+        tilted,
+        np.isin(shape, [0, 1, 2, 3]),
+        np.isin(shape, [2, 3, 4]),
+        np.isin(shape, [1, 5]),
+        np.isin(colour, [0, 3, 4, 6]),
+        y_col > 150.0,
+        np.abs(y_col - y_bg) > 100.0,
         np.isin(background, [0, 2]),
-        radius ** 2 * AREAS[shape] > 250.0,
+        radius**2 * AREAS[shape] > 250.0,
         (y_max - y_min) > 1.1 * (x_max - x_min),
     ]
     return np.stack(cols, axis=-1).astype(bool)
@@ -230,8 +298,9 @@ def render(shape, colour, background, size, cx, cy, theta, noise) -> np.ndarray:
     return np.clip(np.rint(pixels), 0, 255).astype(np.uint8)
 
 
-def generate(num: int, split: str | int, seed: int = 0, start: int = 0,
-             chunk: int = 256) -> dict[str, np.ndarray]:
+def generate(
+    num: int, split: str | int, seed: int = 0, start: int = 0, chunk: int = 256
+) -> dict[str, np.ndarray]:
     """Examples start..start+num−1 of a split → dict of arrays.
 
     Keys: `image` [N,64,64,3] uint8, `label` [N] int64 = 8·shape + colour, `image_id` [N] int64,
@@ -251,15 +320,30 @@ def generate(num: int, split: str | int, seed: int = 0, start: int = 0,
             f[k][b] = [d[0][k] for d in draws]
         noise = np.stack([d[1] for d in draws]) if draws else np.zeros((0, 64, 64, 3))
         ib = {k: f[k][b].astype(np.int64) for k in ("shape", "colour", "size", "background")}
-        images[b] = render(ib["shape"], ib["colour"], ib["background"], ib["size"],
-                           f["x"][b], f["y"][b], f["rotation"][b], noise)
+        images[b] = render(
+            ib["shape"],
+            ib["colour"],
+            ib["background"],
+            ib["size"],
+            f["x"][b],
+            f["y"][b],
+            f["rotation"][b],
+            noise,
+        )
     ints = {k: f[k].astype(np.int64) for k in ("shape", "colour", "size", "background")}
     out = {
         "image": images,
         "label": 8 * ints["shape"] + ints["colour"],
         "image_id": ids,
-        "attributes": attributes(ints["shape"], ints["colour"], ints["size"],
-                                 ints["background"], f["x"], f["y"], f["rotation"]),
+        "attributes": attributes(
+            ints["shape"],
+            ints["colour"],
+            ints["size"],
+            ints["background"],
+            f["x"],
+            f["y"],
+            f["rotation"],
+        ),
         "landmarks": landmarks(ints["shape"], ints["size"], f["x"], f["y"], f["rotation"]),
     }
     for k in ("shape", "colour", "size", "background"):

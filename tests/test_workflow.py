@@ -1,0 +1,126 @@
+"""The Snakemake workflow: lint, config validation, the paper grid's plan, conda envs, and the
+quick configuration end to end (real data build, training, tests, ETL and report)."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--nolock"]
+
+
+def snakemake(*args, check=True, timeout=1800):
+    env_path = f"{Path(sys.executable).parent}:{__import__('os').environ['PATH']}"
+    res = subprocess.run(
+        [*SNAKEMAKE, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**__import__("os").environ, "PATH": env_path},
+    )
+    if check and res.returncode != 0:
+        raise AssertionError(
+            f"snakemake {args} failed:\n{res.stdout[-4000:]}\n{res.stderr[-4000:]}"
+        )
+    return res
+
+
+def job_counts(output: str) -> dict[str, int]:
+    table = output.split("Job stats:")[1]
+    return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", table, re.M)}
+
+
+def test_lint_is_clean():
+    res = snakemake("--lint", "--cores", "1")
+    assert "Congratulations" in res.stdout + res.stderr
+
+
+def test_paper_grid_plan():
+    res = snakemake("-n", "--cores", "1", "--configfile", "config/paper.yaml")
+    jobs = job_counts(res.stdout)
+    # 3 games x 2 datasets x 4 batch sizes x 3 seeds (NLG at p_max = 0.5 only).
+    assert jobs["train"] == 72
+    assert jobs["test"] == 72 * 4 and jobs["measures"] == 72
+    # ETL: ImageNet runs 2 tasks, CelebA runs 4 tasks, each at noise 0 and 0.5.
+    assert jobs["etl_train"] == jobs["etl_test"] == 36 * 2 * 2 + 36 * 4 * 2
+    assert jobs["byol_features"] == 2 and jobs["report"] == 1
+
+
+@pytest.mark.parametrize(
+    "edit,field",
+    [
+        (lambda c: c["train"].__setitem__("nlg_noise", [1.5]), "nlg_noise"),
+        (lambda c: c["train"].__setitem__("batch_sizes", [0]), "batch_sizes"),
+        (lambda c: c["train"].__setitem__("games", ["lg_x"]), "games"),
+        (lambda c: c["train"].__setitem__("datasets", ["mnist"]), "datasets"),
+    ],
+)
+def test_bad_config_is_refused_before_any_job(tmp_path, edit, field):
+    cfg = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
+    cfg["results"] = str(tmp_path / "results")
+    edit(cfg)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake("--cores", "1", "--configfile", str(path), check=False)
+    assert res.returncode != 0
+    assert field in res.stdout + res.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def pinned(requirement: str) -> tuple[str, str]:
+    name, _, version = requirement.partition("==")
+    return re.sub(r"\[.*\]", "", name).strip().lower().replace("_", "-"), version.strip()
+
+
+def test_conda_envs_parse_and_agree_with_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = dict(pinned(r) for r in project["dependencies"])
+    for env_file in ("envs/cpu.yaml", "envs/cuda.yaml"):
+        env = yaml.safe_load((ROOT / env_file).read_text())
+        assert "python=3.11" in env["dependencies"]
+        pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+        env_pins = dict(pinned(r) for r in pip)
+        for name, version in env_pins.items():
+            assert pins.get(name) == version, (env_file, name, version, pins.get(name))
+        # Everything the jobs import is there (snakemake itself runs outside the job env).
+        missing = set(pins) - set(env_pins) - {"snakemake", "jaxlib"}
+        assert not missing, (env_file, missing)
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("workflow")
+def test_quick_config_end_to_end(tmp_path):
+    results = tmp_path / "results"
+    overrides = ["--config", f"results={results}", f"data_dir={results}/tfds"]
+    snakemake("--cores", "2", "--configfile", "config/quick.yaml", *overrides)
+    report = results / "report"
+    manifest = (report / "manifest.json").read_text()
+    for name in ("table_channel", "table_message", "table_input", "table_topsim", "table_etl",
+                 "table_redundancy", "claims"):  # fmt: skip
+        assert (report / "tables" / f"{name}.md").stat().st_size > 0, name
+        assert name in manifest
+    for name in ("fig_accuracy_vs_p", "fig_accuracy_vs_erased", "fig_learning_curves",
+                 "fig_etl", "fig_erasure_sensitivity"):  # fmt: skip
+        assert (report / "figures" / f"{name}.png").stat().st_size > 0, name
+    # Channel test: 3 runs x 2 K x 7 channel settings x 1 decoding, no duplicate keys.
+    channel = pd.read_csv(report / "tables" / "testchannel.csv")
+    assert len(channel) == 3 * 2 * 7
+    assert set(channel["game"]) == {"lg_s", "lg_rl", "nlg"}
+    assert set(channel["eval_batch_size"]) == {8, 16}
+    assert not channel.duplicated(["run_id", "eval_batch_size", "channel", "channel_p"]).any()
+    message = pd.read_csv(report / "tables" / "testmessage.csv")
+    assert len(message) == 3 * 2 * 51
+    etl = pd.read_csv(report / "tables" / "etl.csv")
+    assert set(etl["task"]) == {"discriminationdist", "attribute", "reconstruction"}
+    assert (results / "runs" / "nlg-shapes_logits-b8-p0.5-s0" / "etl"
+            / "reconstruction-shapes-p0.5-sample" / "reconstructions.png").exists()  # fmt: skip
+    # A second run has nothing to do.
+    again = snakemake("-n", "--cores", "1", "--configfile", "config/quick.yaml", *overrides)
+    assert "Nothing to be done" in again.stdout + again.stderr
