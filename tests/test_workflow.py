@@ -109,14 +109,14 @@ def test_quick_config_end_to_end(tmp_path):
     for name in ("fig_accuracy_vs_p", "fig_accuracy_vs_erased", "fig_learning_curves",
                  "fig_etl", "fig_erasure_sensitivity"):  # fmt: skip
         assert (report / "figures" / f"{name}.png").stat().st_size > 0, name
-    # Channel test: 3 runs x 2 K x 7 channel settings x 1 decoding, no duplicate keys.
+    # Channel test: 3 runs x 1 K x 7 channel settings x 1 decoding, no duplicate keys.
     channel = pd.read_csv(report / "tables" / "testchannel.csv")
-    assert len(channel) == 3 * 2 * 7
+    assert len(channel) == 3 * 7
     assert set(channel["game"]) == {"lg_s", "lg_rl", "nlg"}
-    assert set(channel["eval_batch_size"]) == {8, 16}
+    assert set(channel["eval_batch_size"]) == {16}
     assert not channel.duplicated(["run_id", "eval_batch_size", "channel", "channel_p"]).any()
     message = pd.read_csv(report / "tables" / "testmessage.csv")
-    assert len(message) == 3 * 2 * 51
+    assert len(message) == 3 * (1 + 10 + 10)  # n = 0, 1, 2 erased positions
     etl = pd.read_csv(report / "tables" / "etl.csv")
     assert set(etl["task"]) == {"discriminationdist", "attribute", "reconstruction"}
     assert (results / "runs" / "nlg-shapes_logits-b8-p0.5-s0" / "etl"
