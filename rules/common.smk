@@ -7,6 +7,8 @@ DATA_DIR = config["data_dir"]
 RUNS = f"{RESULTS}/runs"
 LOGS = f"{RESULTS}/logs"
 CONDA_ENV = os.path.join("..", config["conda_env"])
+# Jobs of the same shapes (every seed's tests, every run's ETL task) share compiled XLA code.
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(f"{RESULTS}/.jax_cache"))
 
 TFDS_NAMES = {
     "imagenet": "byol_imagenet2012",
