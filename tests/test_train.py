@@ -103,6 +103,20 @@ def test_corrupt_checkpoint_is_skipped_and_log_truncated(tmp_path):
     assert steps == [2, 4, 6]
 
 
+def test_checkpoint_of_another_config_is_refused(tmp_path):
+    cfg = small_config(
+        "lg_rlrl", training_steps=4, steps_per_call=2, log_every=2, checkpoint_every=2
+    )
+    run(tmp_path, "r", cfg, stop_at_step=2)
+    other = small_config(
+        "lg_rlrl", training_steps=4, steps_per_call=2, log_every=2, checkpoint_every=2,
+        speaker__optimizer__learning_rate=0.5,
+    )  # fmt: skip
+    with pytest.raises(ValueError, match="speaker.optimizer.learning_rate"):
+        run(tmp_path, "r", other)
+    assert checkpoint.periodic_path(tmp_path / "r", 2).exists()  # nothing lost
+
+
 def test_checkpoint_holds_everything_needed(tmp_path):
     cfg = small_config(
         "nlg_rlrl",

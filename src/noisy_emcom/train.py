@@ -195,6 +195,24 @@ def _train_chunk(cfg_json: str):
     return jax.jit(chunk, donate_argnums=0)
 
 
+def config_differences(saved: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict):
+    """Dotted training fields whose values differ (paths and evaluation settings ignored)."""
+
+    def flat(node, prefix=""):
+        out = {}
+        for key, value in node.items():
+            if isinstance(value, dict):
+                out.update(flat(value, f"{prefix}{key}."))
+            else:
+                out[f"{prefix}{key}"] = value
+        return out
+
+    a, b = flat(saved.to_dict()), flat(cfg.to_dict())
+    ignored = ("eval.", "etl.", "dataset.data_dir")
+    keys = sorted(k for k in set(a) | set(b) if not k.startswith(ignored))
+    return [k for k in keys if a.get(k) != b.get(k)]
+
+
 class TrainResult(NamedTuple):
     state: TrainState
     finished: bool  # False when stopped early (SIGTERM or stop_at_step)
@@ -303,10 +321,11 @@ def train(
     resumed_from = 0
     if found is not None:
         path, payload = found
-        saved_cfg = configs.from_json(payload["config"])
-        if configs.run_id(saved_cfg) != configs.run_id(cfg):
+        changed = config_differences(configs.from_json(payload["config"]), cfg)
+        if changed:
             raise ValueError(
-                f"{path} belongs to run {configs.run_id(saved_cfg)}, not {configs.run_id(cfg)}"
+                f"{path} was written with another config (fields {', '.join(changed)} differ); "
+                f"delete {run_dir} to train afresh or restore the config to resume"
             )
         state, resumed_from = _restore(payload, state), int(payload["step"])
         if path == checkpoint.final_path(run_dir):
