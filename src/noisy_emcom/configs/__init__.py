@@ -41,6 +41,10 @@ def get_config(
 
 def resolve(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     """Fill derived values (SPEC Appendix A) and check ranges; returns the same object."""
+    if cfg.get("experiment") == "etl":
+        from noisy_emcom.configs import etl
+
+        return etl.resolve(cfg)
     if "listener" in cfg and "batch_size" in cfg:
         b, v = cfg.batch_size, cfg.vocab_size
         if not cfg.listener.vocab_size:

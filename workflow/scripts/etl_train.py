@@ -1,0 +1,54 @@
+#!/usr/bin/env python
+"""Train one ETL listener (SPEC §8) on the frozen language of a trained speaker.
+
+    RUN=results/runs/lg_rl-shapes_logits-b1024-p0.0-s0
+    python workflow/scripts/etl_train.py --checkpoint $RUN/final.ckpt \
+        --config=etl:shapes_noimg_attribute_0.0 [--config.etl.training_steps=2000 ...] \
+        --data-dir results/tfds --out-dir $RUN/etl/attribute-shapes_noimg-p0.0-sample
+
+The sweep is `<dataset>_<task>_<noise>` (tasks: discrimination, discriminationdist,
+classification, attribute, reconstruction). Writes <out-dir>/listener.ckpt (final),
+<out-dir>/curve.csv (loss and metrics per etl.log_every steps) and periodic checkpoints under
+<out-dir>/checkpoints/, each under a temporary name then renamed. Rerunning with the same
+--out-dir resumes; a finished run is not trained again. Exit status 143 after SIGTERM (a
+checkpoint was written; rerun to resume).
+"""
+
+import argparse
+import sys
+
+from noisy_emcom import configs, etl
+from noisy_emcom.data.errors import DataError
+
+
+def main(argv: list[str]) -> int:
+    cfg, rest = configs.parse_cli(argv)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--checkpoint", required=True, help="speaker's training checkpoint")
+    parser.add_argument("--data-dir", default="", help="TFDS data directory")
+    parser.add_argument("--out-dir", required=True, help="output folder of this ETL run")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(rest)
+    if cfg.get("experiment") != "etl":
+        parser.error(
+            "--config must name the etl preset, e.g. --config=etl:shapes_noimg_attribute_0.0"
+        )
+    if args.data_dir:
+        cfg.dataset.data_dir = args.data_dir
+    try:
+        speaker = etl.load_speaker(args.checkpoint)
+        result = etl.train_etl(
+            cfg, speaker, cfg.dataset.data_dir or None, args.out_dir, progress=not args.no_progress
+        )
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    if not result.finished:
+        print(f"interrupted at step {int(result.state.step)}; rerun to resume", file=sys.stderr)
+        return 143
+    print(f"{cfg.etl.task}: {int(result.state.step)} steps → {result.listener_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
