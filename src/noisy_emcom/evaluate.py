@@ -76,23 +76,6 @@ TOPSIM_COLUMNS: tuple[str, ...] = (
 )
 MEASURE_COLUMNS: tuple[str, ...] = ("measure", "meaning", "message_stage", "position", "value")
 
-_INT_COLUMNS = {
-    "train_batch_size",
-    "seed",
-    "checkpoint_step",
-    "eval_batch_size",
-    "n_masked",
-    "subset_index",
-    "eval_seed",
-    "repetition",
-    "n_epochs",
-    "n_games",
-    "n_correct",
-    "n_pairs_per_batch",
-    "n_batches",
-    "n_nan_batches",
-    "position",
-}
 _STR_COLUMNS = {
     "run_id",
     "game",
@@ -582,7 +565,7 @@ def tidy(rows: list[dict[str, Any]], mode: str) -> pd.DataFrame:
             df[c] = None
     df = df[list(cols)]
     for c in cols:
-        if c in _INT_COLUMNS:
+        if c in lang.INT_COLUMNS:
             df[c] = pd.array(
                 [
                     None if v is None or (isinstance(v, float) and math.isnan(v)) else int(v)

@@ -54,6 +54,27 @@ IDENTIFYING_COLUMNS: tuple[str, ...] = (
 )
 """Identifying columns of every result row (§7.1); unused fields are empty."""
 
+INT_COLUMNS: frozenset[str] = frozenset(
+    {
+        "train_batch_size",
+        "seed",
+        "checkpoint_step",
+        "eval_batch_size",
+        "n_masked",
+        "subset_index",
+        "eval_seed",
+        "repetition",
+        "n_epochs",
+        "n_games",
+        "n_correct",
+        "n_pairs_per_batch",
+        "n_batches",
+        "n_nan_batches",
+        "position",
+    }
+)
+"""Result columns stored as (nullable) integers."""
+
 SUBSET_COLUMNS: tuple[str, ...] = ("n_masked", "masked_positions", "subset_index")
 """Identifying columns that vary within one message test (one value per erased subset)."""
 

@@ -31,6 +31,25 @@ FIGURES = (
 _ROW_HEIGHT = 2.6
 
 
+def _model_lines(runs: pd.DataFrame, x: str, y: str, hue_order, row) -> sns.FacetGrid:
+    """Seed-mean line per model (±1 sd band), one column per K, optional rows."""
+    return sns.relplot(
+        data=runs,
+        x=x,
+        y=y,
+        hue="model",
+        hue_order=hue_order,
+        col="eval_batch_size",
+        row=row,
+        kind="line",
+        marker="o",
+        errorbar="sd",
+        height=_ROW_HEIGHT,
+        aspect=1.1,
+        facet_kws={"margin_titles": True},
+    )
+
+
 def _config_column(df: pd.DataFrame, levels: Sequence[str]) -> tuple[pd.DataFrame, bool]:
     """Add ``config`` (a label of the varying configuration levels); True if it varies."""
     df = df.copy()
@@ -112,20 +131,12 @@ def accuracy_vs_p(channel: pd.DataFrame, decoding: str = "sample") -> plt.Figure
     for df in (runs, bounds):
         df["panel"] = (df["config"] + " · " if multi else "") + df["channel"]
         df["channel_p"] = df["channel_p"].astype(float)
-    grid = sns.relplot(
-        data=runs.assign(model=runs["model"].astype(str)),
-        x="channel_p",
-        y="accuracy",
-        hue="model",
-        hue_order=_hue_order(data),
-        col="eval_batch_size",
-        row="panel",
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        height=_ROW_HEIGHT,
-        aspect=1.1,
-        facet_kws={"margin_titles": True},
+    grid = _model_lines(
+        runs.assign(model=runs["model"].astype(str)),
+        "channel_p",
+        "accuracy",
+        _hue_order(data),
+        "panel",
     )
     for panel, k, ax in _axes_items(grid, True, True):
         b = bounds[(bounds["panel"] == panel) & (bounds["eval_batch_size"] == k)]
@@ -149,20 +160,12 @@ def accuracy_vs_erased(message: pd.DataFrame, decoding: str = "sample") -> plt.F
     data, multi = _config_column(data, tables.config_levels(data, tables.SPECS["message"]))
     runs = agg.run_level(data, ["config", "model", "n_masked", "eval_batch_size"], "accuracy")
     runs["n_masked"] = runs["n_masked"].astype(float)
-    grid = sns.relplot(
-        data=runs.assign(model=runs["model"].astype(str)),
-        x="n_masked",
-        y="accuracy",
-        hue="model",
-        hue_order=_hue_order(data),
-        col="eval_batch_size",
-        row="config" if multi else None,
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        height=_ROW_HEIGHT,
-        aspect=1.1,
-        facet_kws={"margin_titles": True},
+    grid = _model_lines(
+        runs.assign(model=runs["model"].astype(str)),
+        "n_masked",
+        "accuracy",
+        _hue_order(data),
+        "config" if multi else None,
     )
     for _, k, ax in _axes_items(grid, multi, True):
         ax.axhline(1.0 / float(k), color="grey", lw=0.6)
@@ -253,20 +256,12 @@ def erasure_sensitivity(measures: pd.DataFrame, decoding: str = "sample") -> plt
     data, multi = _config_column(data, tables.config_levels(data, tables.SPECS["redundancy"]))
     runs = agg.run_level(data, ["config", "model", "eval_batch_size", "position"], "value")
     runs["position"] = runs["position"].astype(float)
-    grid = sns.relplot(
-        data=runs.assign(model=runs["model"].astype(str)),
-        x="position",
-        y="value",
-        hue="model",
-        hue_order=_hue_order(data),
-        col="eval_batch_size",
-        row="config" if multi else None,
-        kind="line",
-        marker="o",
-        errorbar="sd",
-        height=_ROW_HEIGHT,
-        aspect=1.1,
-        facet_kws={"margin_titles": True},
+    grid = _model_lines(
+        runs.assign(model=runs["model"].astype(str)),
+        "position",
+        "value",
+        _hue_order(data),
+        "config" if multi else None,
     )
     for ax in np.ravel(grid.axes):
         ax.axhline(0.0, color="grey", lw=0.6)

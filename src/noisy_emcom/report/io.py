@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from noisy_emcom import language
 from noisy_emcom.language import IDENTIFYING_COLUMNS
 
 TESTS: tuple[str, ...] = ("testchannel", "testmessage", "testinput", "testtopsim")
@@ -90,28 +91,7 @@ STRING_COLUMNS = frozenset(
         "metric",
     }
 )
-INT_COLUMNS = frozenset(
-    {
-        "train_batch_size",
-        "seed",
-        "checkpoint_step",
-        "eval_batch_size",
-        "n_masked",
-        "subset_index",
-        "eval_seed",
-        "repetition",
-        "n_epochs",
-        "n_games",
-        "n_correct",
-        "n_pairs_per_batch",
-        "n_batches",
-        "n_nan_batches",
-        "position",
-        "etl_seed",
-        "etl_steps",
-        "step",
-    }
-)
+INT_COLUMNS = language.INT_COLUMNS | {"etl_seed", "etl_steps", "step"}
 
 _RUN_ID = re.compile(
     r"^(?P<game>[^-]+)-(?P<dataset>.+)-b(?P<b>\d+)-p(?P<p>\d+(?:\.\d*)?)-s(?P<seed>\d+)$"
