@@ -179,3 +179,20 @@ def test_config_overrides_resolve_derived_values():
     assert configs.get_config("lg_rlss", "imagenet").listener.value_hidden == (256, 64)
     assert configs.run_id(cfg) == "nlg-imagenet-b64-p0.5-s0"
     assert configs.from_json(configs.to_json(cfg)) == cfg
+
+
+def test_streaming_source_trains_exactly_like_the_device_table(tmp_path):
+    """Host-gathered batches (tables larger than the device) follow the same order (§6.6)."""
+    from noisy_emcom.data import loader
+
+    path = tmp_path / "table.npy"
+    np.save(path, TABLE)
+    source = loader.open_stream(str(path), "train", None)
+    assert (source.num_examples, source.feature_dim) == TABLE.shape
+    cfg = small_config(
+        "nlg_rlrl", "debug_0.5", training_steps=4, steps_per_call=2, log_every=2, checkpoint_every=4
+    )
+    on_device = run(tmp_path, "device", cfg)
+    streamed = train.train(cfg, source, tmp_path / "stream", progress=False)
+    for a, b in zip(leaves(on_device.state), leaves(streamed.state), strict=True):
+        np.testing.assert_array_equal(a, b)
