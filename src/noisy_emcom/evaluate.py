@@ -76,21 +76,6 @@ TOPSIM_COLUMNS: tuple[str, ...] = (
 )
 MEASURE_COLUMNS: tuple[str, ...] = ("measure", "meaning", "message_stage", "position", "value")
 
-_STR_COLUMNS = {
-    "run_id",
-    "game",
-    "dataset",
-    "test",
-    "channel",
-    "masked_positions",
-    "listener_view",
-    "decoding",
-    "unknown_token_policy",
-    "meaning",
-    "message_stage",
-    "measure",
-}
-
 
 def columns_for(mode: str) -> tuple[str, ...]:
     """Column order of the table a mode writes (identifying columns first)."""
@@ -573,7 +558,7 @@ def tidy(rows: list[dict[str, Any]], mode: str) -> pd.DataFrame:
                 ],
                 dtype="Int64",
             )
-        elif c in _STR_COLUMNS:
+        elif c in lang.STR_COLUMNS:
             df[c] = df[c].astype("string")
         else:
             df[c] = pd.to_numeric(df[c], errors="raise").astype("float64")

@@ -75,6 +75,24 @@ INT_COLUMNS: frozenset[str] = frozenset(
 )
 """Result columns stored as (nullable) integers."""
 
+STR_COLUMNS: frozenset[str] = frozenset(
+    {
+        "run_id",
+        "game",
+        "dataset",
+        "test",
+        "channel",
+        "masked_positions",
+        "listener_view",
+        "decoding",
+        "unknown_token_policy",
+        "meaning",
+        "message_stage",
+        "measure",
+    }
+)
+"""Result columns stored as strings."""
+
 SUBSET_COLUMNS: tuple[str, ...] = ("n_masked", "masked_positions", "subset_index")
 """Identifying columns that vary within one message test (one value per erased subset)."""
 

@@ -72,25 +72,7 @@ RUN_COLUMNS: tuple[str, ...] = (
 )
 """Columns naming a training run (Appendix B run id)."""
 
-STRING_COLUMNS = frozenset(
-    {
-        "run_id",
-        "game",
-        "dataset",
-        "test",
-        "channel",
-        "masked_positions",
-        "listener_view",
-        "decoding",
-        "unknown_token_policy",
-        "meaning",
-        "message_stage",
-        "measure",
-        "task",
-        "etl_dataset",
-        "metric",
-    }
-)
+STRING_COLUMNS = language.STR_COLUMNS | {"task", "etl_dataset", "metric"}
 INT_COLUMNS = language.INT_COLUMNS | {"etl_seed", "etl_steps", "step"}
 
 _RUN_ID = re.compile(
