@@ -54,18 +54,7 @@ TEST_NAMES = {
     "measures": "measures",
 }
 
-METRIC_COLUMNS: tuple[str, ...] = (
-    "n_games",
-    "n_correct",
-    "accuracy",
-    "accuracy_batch_std",
-    "speaker_entropy",
-    "listener_entropy",
-    "erased_fraction",
-    "capacity_bits",
-    "fano_bound",
-    "fano_bound_tight",
-)
+METRIC_COLUMNS = lang.METRIC_COLUMNS
 TOPSIM_COLUMNS: tuple[str, ...] = (
     "meaning",
     "message_stage",

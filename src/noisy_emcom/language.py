@@ -93,6 +93,20 @@ STR_COLUMNS: frozenset[str] = frozenset(
 )
 """Result columns stored as strings."""
 
+METRIC_COLUMNS: tuple[str, ...] = (
+    "n_games",
+    "n_correct",
+    "accuracy",
+    "accuracy_batch_std",
+    "speaker_entropy",
+    "listener_entropy",
+    "erased_fraction",
+    "capacity_bits",
+    "fano_bound",
+    "fano_bound_tight",
+)
+"""Metric columns of every accuracy row (§7.1)."""
+
 SUBSET_COLUMNS: tuple[str, ...] = ("n_masked", "masked_positions", "subset_index")
 """Identifying columns that vary within one message test (one value per erased subset)."""
 

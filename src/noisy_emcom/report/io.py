@@ -31,18 +31,7 @@ from noisy_emcom.language import IDENTIFYING_COLUMNS
 
 TESTS: tuple[str, ...] = ("testchannel", "testmessage", "testinput", "testtopsim")
 
-METRIC_COLUMNS: tuple[str, ...] = (
-    "n_games",
-    "n_correct",
-    "accuracy",
-    "accuracy_batch_std",
-    "speaker_entropy",
-    "listener_entropy",
-    "erased_fraction",
-    "capacity_bits",
-    "fano_bound",
-    "fano_bound_tight",
-)
+METRIC_COLUMNS = language.METRIC_COLUMNS
 """Metric columns of every accuracy row (§7.1), as written by ``noisy_emcom.evaluate``."""
 
 TOPSIM_VALUE_COLUMNS: tuple[str, ...] = (
