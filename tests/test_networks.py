@@ -1,5 +1,6 @@
 """Network shapes, sizes, decoding modes, the target update and the unknown-token policy."""
 
+import haiku as hk
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -110,3 +111,34 @@ def test_unknown_token_policies():
     assert not np.allclose(s_embed, lst.apply(params, erased, x).scores)
     # NLG listeners own the erased row: V+1 embeddings.
     assert get_config("nlg_rlrl", "debug_0.5").listener.vocab_size == 21
+
+
+@pytest.mark.parametrize(
+    ("size", "kernel", "stride", "bias"), [(8, 3, 1, True), (9, 3, 2, False), (8, 3, 2, True)]
+)
+def test_patch_conv_equals_haiku_conv(size, kernel, stride, bias):
+    """Same parameters from the same key, same outputs and same gradients as hk.Conv2D."""
+
+    def make(module):
+        def f(x):
+            return module(5, kernel, stride=stride, with_bias=bias, name="conv")(x)
+
+        return hk.without_apply_rng(hk.transform(f))
+
+    ours, ref = make(networks.PatchConv2D), make(hk.Conv2D)
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, size, size + 1, 3))
+    params = ours.init(jax.random.PRNGKey(0), x)
+    ref_params = ref.init(jax.random.PRNGKey(0), x)
+    jax.tree.map(np.testing.assert_array_equal, params, ref_params)
+    out, ref_out = ours.apply(params, x), ref.apply(params, x)
+    assert out.shape == ref_out.shape == (2, -(-size // stride), -(-(size + 1) // stride), 5)
+    np.testing.assert_allclose(out, ref_out, rtol=1e-5, atol=1e-5)
+
+    def loss(apply):
+        return lambda p: jnp.sum(jnp.sin(apply(p, x)))
+
+    jax.tree.map(
+        lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5),
+        jax.grad(loss(ours.apply))(params),
+        jax.grad(loss(ref.apply))(params),
+    )

@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from noisy_emcom.data.errors import DataError
+from noisy_emcom.networks import PatchConv2D
 
 # --------------------------------------------------------------------------------------------
 # BYOL ResNet-50 v1
@@ -400,14 +401,15 @@ SHAPES_CONVS = ((32, 1), (32, 2), (64, 1), (64, 2), (64, 2))
 def shapes_cnn(width: int = 512, num_classes: int = 48) -> hk.Transformed:
     """`apply(params, None, images uint8 [B,64,64,3]) -> (feature [B,width], logits [B,48])`.
 
-    x = image/127.5 − 1; five 3×3 convs (32 s1, 32 s2, 64 s1, 64 s2, 64 s2) with ReLU;
-    flatten (8·8·64) → Linear(width) → ReLU = feature → Linear(num_classes).
+    x = image/127.5 − 1; five 3×3 "SAME" convs (32 s1, 32 s2, 64 s1, 64 s2, 64 s2) with ReLU
+    (`PatchConv2D`, parameters as `hk.Conv2D`); flatten (8·8·64) → Linear(width) → ReLU =
+    feature → Linear(num_classes).
     """
 
     def forward(images):
         h = images.astype(jnp.float32) / 127.5 - 1.0
         for channels, stride in SHAPES_CONVS:
-            h = jax.nn.relu(hk.Conv2D(channels, 3, stride=stride, padding="SAME")(h))
+            h = jax.nn.relu(PatchConv2D(channels, 3, stride=stride)(h))
         feature = jax.nn.relu(hk.Linear(width)(hk.Flatten()(h)))
         return feature, hk.Linear(num_classes)(feature)
 

@@ -252,7 +252,8 @@ def upsample_nearest_2x(z):
 
 class ImageDecoder(hk.Module):
     """h → Linear(∏latent) → reshape latent → ReLU → per channel count c: [nearest ×2
-    upsampling → Conv3×3(c, no bias) → ReLU] → Conv3×3(3, no bias) → tanh: [B,64,64,3]."""
+    upsampling → Conv3×3(c, no bias) → ReLU] → Conv3×3(3, no bias) → tanh: [B,64,64,3].
+    Convolutions are `PatchConv2D` ("SAME", parameters as `hk.Conv2D`)."""
 
     def __init__(self, latent, channels_, name: str = "decoder"):
         super().__init__(name=name)
@@ -263,8 +264,8 @@ class ImageDecoder(hk.Module):
         z = jax.nn.relu(z.reshape(h.shape[0], *self.latent))
         for i, c in enumerate(self.channels):
             z = upsample_nearest_2x(z)
-            z = jax.nn.relu(hk.Conv2D(c, 3, with_bias=False, name=f"conv_{i}")(z))
-        return jnp.tanh(hk.Conv2D(3, 3, with_bias=False, name="conv_out")(z))
+            z = jax.nn.relu(networks.PatchConv2D(c, 3, with_bias=False, name=f"conv_{i}")(z))
+        return jnp.tanh(networks.PatchConv2D(3, 3, with_bias=False, name="conv_out")(z))
 
 
 def make_listener(cfg: ml_collections.ConfigDict, vocab: int, out_dim: int) -> hk.Transformed:
