@@ -142,3 +142,25 @@ def test_patch_conv_equals_haiku_conv(size, kernel, stride, bias):
         jax.grad(loss(ours.apply))(params),
         jax.grad(loss(ref.apply))(params),
     )
+
+
+def test_upsample_conv_equals_upsampling_then_haiku_conv():
+    """UpsampleConv2D = nearest ×2 upsampling + hk.Conv2D(3×3, no bias): same parameters,
+    outputs and gradients."""
+    ours = hk.without_apply_rng(hk.transform(lambda x: networks.UpsampleConv2D(4, name="c")(x)))
+
+    def reference(x):
+        up = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+        return hk.Conv2D(4, 3, with_bias=False, name="c")(up)
+
+    ref = hk.without_apply_rng(hk.transform(reference))
+    x = jax.random.normal(jax.random.PRNGKey(1), (2, 3, 5, 3))
+    params = ours.init(jax.random.PRNGKey(0), x)
+    jax.tree.map(np.testing.assert_array_equal, params, ref.init(jax.random.PRNGKey(0), x))
+    out = ours.apply(params, x)
+    assert out.shape == (2, 6, 10, 4)
+    np.testing.assert_allclose(out, ref.apply(params, x), rtol=1e-5, atol=1e-5)
+    grads = [
+        jax.grad(lambda p, f=f: jnp.sum(jnp.cos(f(p, x))))(params) for f in (ours.apply, ref.apply)
+    ]
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), *grads)
