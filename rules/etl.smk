@@ -14,7 +14,11 @@ rule etl_train:
         data_dir=DATA_DIR,
         sweep=lambda w: f"etl:{w.etl_dataset}_{w.task}_{w.noise}",
         overrides=lambda w: override_args(
-            {**ETL.get("overrides", {}), "etl.decoding": w.decoding}
+            {
+                **ETL.get("overrides", {}),
+                **ETL.get("task_overrides", {}).get(w.task, {}),
+                "etl.decoding": w.decoding,
+            }
         ),
         out_dir=lambda w, output: os.path.dirname(output.listener),
     log:

@@ -53,6 +53,17 @@ def test_paper_grid_plan():
     assert jobs["byol_features"] == 2 and jobs["report"] == 1
 
 
+def test_configfile_replaces_the_default_config():
+    """`--configfile` replaces config/config.yaml rather than merging into it: the quick plan
+    has none of the default's overrides (e.g. its ETL listener size or reconstruction steps)."""
+    res = snakemake("-n", "-p", "--cores", "1", "--configfile", "config/quick.yaml")
+    etl_commands = [line for line in res.stdout.splitlines() if "etl_train.py" in line]
+    assert etl_commands and all("--config.etl.training_steps=10 " in c for c in etl_commands)
+    assert not any("listener.lstm_size" in c for c in etl_commands)
+    recon = [c for c in etl_commands if "reconstruction" in c]
+    assert recon and all("--config.etl.batch_size=8 " in c for c in recon)
+
+
 @pytest.mark.parametrize(
     "edit,field",
     [
