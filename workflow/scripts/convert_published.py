@@ -15,15 +15,19 @@ from noisy_emcom.data.registry import DATASETS
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--src", required=True, help="published dataset version folder")
-    p.add_argument("--dataset", required=True, choices=sorted(DATASETS),
-                   help="sweep name of the variant")
+    p.add_argument(
+        "--dataset", required=True, choices=sorted(DATASETS), help="sweep name of the variant"
+    )
     p.add_argument("--data-dir", required=True, help="TFDS data directory")
     p.add_argument("--version", default=CONVERTED_VERSION)
     p.add_argument("--overwrite", action="store_true")
     a = p.parse_args(argv)
     try:
-        print(convert_published(a.src, a.dataset, a.data_dir, version=a.version,
-                                overwrite=a.overwrite))
+        print(
+            convert_published(
+                a.src, a.dataset, a.data_dir, version=a.version, overwrite=a.overwrite
+            )
+        )
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -25,13 +25,22 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
     try:
         if a.source == "celeba":
-            n = extract_celeba(a.root, a.checkpoint, a.out, batch_size=a.batch_size,
-                               image_size=a.image_size)
+            n = extract_celeba(
+                a.root, a.checkpoint, a.out, batch_size=a.batch_size, image_size=a.image_size
+            )
             print(json.dumps({"num_examples": n}))
         else:
-            print(json.dumps(extract_imagenet(a.root, a.checkpoint, a.out,
-                                              batch_size=a.batch_size,
-                                              image_size=a.image_size)))
+            print(
+                json.dumps(
+                    extract_imagenet(
+                        a.root,
+                        a.checkpoint,
+                        a.out,
+                        batch_size=a.batch_size,
+                        image_size=a.image_size,
+                    )
+                )
+            )
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -23,8 +23,16 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     try:
-        m = train_encoder(a.train, a.out_params, a.out_metrics, width=a.width, steps=a.steps,
-                          batch_size=a.batch_size, learning_rate=a.learning_rate, seed=a.seed)
+        m = train_encoder(
+            a.train,
+            a.out_params,
+            a.out_metrics,
+            width=a.width,
+            steps=a.steps,
+            batch_size=a.batch_size,
+            learning_rate=a.learning_rate,
+            seed=a.seed,
+        )
     except DataError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
