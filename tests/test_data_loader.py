@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from noisy_emcom.data import builders, convert, files, loader, raw, registry
+from noisy_emcom.data import builders, convert, files, loader, raw, registry, tfds_io
 from noisy_emcom.data.errors import DataError
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
@@ -104,6 +104,13 @@ def test_shapes_pipeline_through_scripts(tmp_path):
     stream = loader.open_stream("shapes_noimg", "test", tmp_path / "tfds")
     assert (stream.num_examples, stream.feature_dim) == (16, 16)
     assert np.array_equal(stream.gather([3, 0, 3]), d["logit"][[3, 0, 3]])
+    # The direct record parser gives exactly TFDS's own decoding (values and dtypes).
+    fields = ("logit", "label", "image_id", "attributes", "landmarks", "image", "factors")
+    parsed = loader.load_split("shapes", "test", tmp_path / "tfds", fields, chunk=7)
+    rows = tfds_io.data_source(tmp_path / "tfds", "shapes")[0]["test"].__getitems__(range(16))
+    for field in fields:
+        for key, want in loader._stack(registry.get_spec("shapes"), field, rows).items():
+            assert parsed[key].dtype == want.dtype and np.array_equal(parsed[key], want), key
     # refuse to overwrite a finished dataset
     assert script("build_tfds")(args) == 1
 
