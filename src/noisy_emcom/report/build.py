@@ -20,6 +20,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from noisy_emcom import language
 from noisy_emcom.report import aggregate as agg
 from noisy_emcom.report import claims as claims_mod
 from noisy_emcom.report import figures, tables
@@ -35,25 +36,15 @@ TEST_FIGURES = {
     "testchannel": ("fig_accuracy_vs_p",),
     "testmessage": ("fig_accuracy_vs_erased",),
 }
+BOUND_COLUMNS = ("capacity_bits", "fano_bound", "fano_bound_tight")
+# Per setting, the same for every seed: kept once, not averaged.
+TEST_CONSTANTS = ("n_games", *BOUND_COLUMNS, "n_pairs_per_batch", "n_batches")
+# Averaged over seeds: the metric columns of language.METRIC_COLUMNS that vary, and topsim's.
 TEST_VALUES = (
-    "n_correct",
-    "accuracy",
-    "accuracy_batch_std",
-    "speaker_entropy",
-    "listener_entropy",
-    "erased_fraction",
+    *(c for c in language.METRIC_COLUMNS if c not in TEST_CONSTANTS),
     "topsim",
     "n_nan_batches",
 )
-TEST_CONSTANTS = (
-    "n_games",
-    "capacity_bits",
-    "fano_bound",
-    "fano_bound_tight",
-    "n_pairs_per_batch",
-    "n_batches",
-)
-BOUND_COLUMNS = ("capacity_bits", "fano_bound", "fano_bound_tight")
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("png", "svg")
 MANIFEST = "manifest.json"
