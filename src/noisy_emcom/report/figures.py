@@ -50,6 +50,17 @@ def _model_lines(runs: pd.DataFrame, x: str, y: str, hue_order, row) -> sns.Face
     )
 
 
+def _seed_mean_lines(data: pd.DataFrame, spec: str, x: str, y: str) -> tuple[sns.FacetGrid, bool]:
+    """Per-run means of `y` by (config, model, K, x), drawn by `_model_lines` with a row per
+    varying configuration of table `spec` → (grid, whether configurations vary)."""
+    data = agg.add_model(data)
+    data, multi = _config_column(data, tables.config_levels(data, tables.SPECS[spec]))
+    runs = agg.run_level(data, ["config", "model", "eval_batch_size", x], y)
+    runs[x] = runs[x].astype(float)
+    runs["model"] = runs["model"].astype(str)
+    return _model_lines(runs, x, y, _hue_order(data), "config" if multi else None), multi
+
+
 def _config_column(df: pd.DataFrame, levels: Sequence[str]) -> tuple[pd.DataFrame, bool]:
     """Add ``config`` (a label of the varying configuration levels); True if it varies."""
     df = df.copy()
@@ -156,17 +167,7 @@ def accuracy_vs_erased(message: pd.DataFrame, decoding: str = "sample") -> plt.F
     data = tables.select("message", message, decoding)
     if data.empty:
         return _empty_figure(title)
-    data = agg.add_model(data)
-    data, multi = _config_column(data, tables.config_levels(data, tables.SPECS["message"]))
-    runs = agg.run_level(data, ["config", "model", "n_masked", "eval_batch_size"], "accuracy")
-    runs["n_masked"] = runs["n_masked"].astype(float)
-    grid = _model_lines(
-        runs.assign(model=runs["model"].astype(str)),
-        "n_masked",
-        "accuracy",
-        _hue_order(data),
-        "config" if multi else None,
-    )
+    grid, multi = _seed_mean_lines(data, "message", "n_masked", "accuracy")
     for _, k, ax in _axes_items(grid, multi, True):
         ax.axhline(1.0 / float(k), color="grey", lw=0.6)
     _titles(grid)
@@ -252,17 +253,7 @@ def erasure_sensitivity(measures: pd.DataFrame, decoding: str = "sample") -> plt
         data = data[data["measure"].astype("string") == "erasure_sensitivity"]
     if data.empty:
         return _empty_figure(title)
-    data = agg.add_model(data)
-    data, multi = _config_column(data, tables.config_levels(data, tables.SPECS["redundancy"]))
-    runs = agg.run_level(data, ["config", "model", "eval_batch_size", "position"], "value")
-    runs["position"] = runs["position"].astype(float)
-    grid = _model_lines(
-        runs.assign(model=runs["model"].astype(str)),
-        "position",
-        "value",
-        _hue_order(data),
-        "config" if multi else None,
-    )
+    grid, _ = _seed_mean_lines(data, "redundancy", "position", "value")
     for ax in np.ravel(grid.axes):
         ax.axhline(0.0, color="grey", lw=0.6)
     _titles(grid)
