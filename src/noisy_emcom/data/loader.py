@@ -196,11 +196,11 @@ def _read_rows(
     slow = [f for f, cols in fast.items() if cols is None]
     out: dict[str, np.ndarray] = {}
     columns = [c for cols in fast.values() if cols for c in cols]
+    records = source.data_source.__getitems__([int(i) for i in indices])  # read once
     if columns:
-        records = source.data_source.__getitems__([int(i) for i in indices])
         out.update(_parse_columns(records, columns))
     if slow:
-        rows = source.__getitems__([int(i) for i in indices])
+        rows = [features.deserialize_example_np(r) for r in records]
         for field in slow:
             out.update(_stack(spec, field, rows))
     return {k: out[k] for f in fields for k in _feature_keys(f)}
