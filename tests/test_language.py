@@ -8,6 +8,7 @@ import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
 from scipy import stats
 
 from noisy_emcom import language as lang
@@ -134,6 +135,20 @@ def test_batched_topsim_matches_per_batch():
     want = [lang.topsim(m, f) for m, f in zip(messages, features, strict=True)]
     np.testing.assert_allclose(got, want, atol=1e-12)
     assert math.isnan(got[2])
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    arrays(np.int8, st.tuples(st.integers(1, 4), st.integers(1, 12)), elements=st.integers(-3, 3))
+)
+def test_average_ranks_equal_scipy_rankdata(x):
+    """Ties (small integer values) share their mean rank, row by row, as in scipy."""
+    np.testing.assert_array_equal(lang.average_ranks(x), stats.rankdata(x, axis=1))
+    np.testing.assert_array_equal(lang.average_ranks(x[0]), stats.rankdata(x[0]))
+
+
+def test_average_ranks_by_hand():
+    np.testing.assert_array_equal(lang.average_ranks([3.0, 1.0, 3.0, 2.0]), [3.5, 1, 3.5, 2])
 
 
 def test_topsim_nan_when_constant():

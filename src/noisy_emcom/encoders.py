@@ -19,6 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from noisy_emcom import xla
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.networks import PatchConv2D
 
@@ -435,7 +436,7 @@ def train_shapes_cnn(
     if n < batch_size:
         raise DataError(f"need at least batch_size={batch_size} training images, got {n}")
     net, opt = shapes_cnn(width), optax.adam(learning_rate)
-    params = jax.jit(net.init)(jax.random.PRNGKey(seed), jnp.zeros((1, 64, 64, 3), jnp.uint8))
+    params = xla.run_once(net.init, jax.random.PRNGKey(seed), jnp.zeros((1, 64, 64, 3), jnp.uint8))
     opt_state = opt.init(params)
     per_epoch = n // batch_size
     epochs = -(-steps // per_epoch)

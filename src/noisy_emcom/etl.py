@@ -49,7 +49,7 @@ import optax
 import pandas as pd
 from tqdm.auto import tqdm
 
-from noisy_emcom import channels, checkpoint, configs, evaluate, game, losses, networks, train
+from noisy_emcom import channels, checkpoint, configs, evaluate, game, losses, networks, train, xla
 from noisy_emcom.configs.etl import TASKS
 from noisy_emcom.data import loader
 from noisy_emcom.data.errors import DataError
@@ -399,10 +399,15 @@ class EtlState(NamedTuple):
 def _init_state(cfg, listener: hk.Transformed, length: int, feature_dim: int, k_init) -> EtlState:
     b = cfg.etl.batch_size
     tokens = jnp.zeros((b, length), jnp.int32)
-    params = jax.jit(listener.init)(k_init, tokens, jnp.zeros((b, feature_dim), jnp.float32))
-    return EtlState(
-        params, make_optimizer(cfg.etl.optimizer).init(params), jnp.zeros((), jnp.int32)
-    )
+    features = jnp.zeros((b, feature_dim), jnp.float32)
+
+    def init(k_init):
+        params = listener.init(k_init, tokens, features)
+        return EtlState(
+            params, make_optimizer(cfg.etl.optimizer).init(params), jnp.zeros((), jnp.int32)
+        )
+
+    return xla.run_once(init, k_init)
 
 
 def channel_params(cfg: ml_collections.ConfigDict, length: int) -> channels.ChannelParams:

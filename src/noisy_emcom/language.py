@@ -1,4 +1,4 @@
-"""Language and redundancy measures (SPEC §7.1, §7.3, §9): pure numpy / scipy / pandas.
+"""Language and redundancy measures (SPEC §7.1, §7.3, §9): pure numpy / pandas.
 
 Contents
 - message distances: vectorised Levenshtein over many pairs of messages (§9.1);
@@ -23,7 +23,6 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 # --------------------------------------------------------------------------------------------
 # Result-table schema (§7.1). Shared with `noisy_emcom.evaluate`.
@@ -196,10 +195,29 @@ def attribute_distances(attributes: np.ndarray) -> np.ndarray:
     return 2.0 * np.mean(a[i] != a[j], axis=1, dtype=np.float64)
 
 
+def average_ranks(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n along the last axis, ties sharing their mean rank (like
+    ``scipy.stats.rankdata(x, method="average", axis=-1)``, without importing scipy.stats)."""
+    x = np.asarray(x)
+    n = x.shape[-1]
+    order = np.argsort(x, axis=-1, kind="stable")
+    ordered = np.take_along_axis(x, order, axis=-1)
+    position = np.broadcast_to(np.arange(n), x.shape)
+    starts = np.ones(x.shape, bool)
+    starts[..., 1:] = ordered[..., 1:] != ordered[..., :-1]
+    ends = np.ones(x.shape, bool)
+    ends[..., :-1] = starts[..., 1:]
+    first = np.maximum.accumulate(np.where(starts, position, 0), axis=-1)
+    last = np.flip(np.minimum.accumulate(np.flip(np.where(ends, position, n - 1), -1), -1), -1)
+    ranks = np.empty(x.shape, np.float64)
+    np.put_along_axis(ranks, order, (first + last) / 2.0 + 1.0, axis=-1)
+    return ranks
+
+
 def spearman(x: np.ndarray, y: np.ndarray) -> float:
     """Spearman rank correlation with average ranks for ties; NaN if either list is constant.
 
-    ρ = Pearson(rank(x), rank(y)) with ``scipy.stats.rankdata(method="average")``.
+    ρ = Pearson(rank(x), rank(y)) with `average_ranks`.
     """
     x = np.asarray(x, dtype=np.float64)
     y = np.asarray(y, dtype=np.float64)
@@ -207,8 +225,8 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
         raise ValueError(f"spearman: need two equal 1-d lists, got {x.shape} and {y.shape}")
     if x.size < 2 or np.all(x == x[0]) or np.all(y == y[0]):
         return float("nan")
-    rx = stats.rankdata(x) - (x.size + 1) / 2.0
-    ry = stats.rankdata(y) - (y.size + 1) / 2.0
+    rx = average_ranks(x) - (x.size + 1) / 2.0
+    ry = average_ranks(y) - (y.size + 1) / 2.0
     return float(np.sum(rx * ry) / math.sqrt(np.sum(rx * rx) * np.sum(ry * ry)))
 
 
@@ -242,8 +260,8 @@ def spearman_rows(x: np.ndarray, y: np.ndarray) -> np.ndarray:
         raise ValueError(f"spearman_rows: need two equal [B, P] arrays, got {x.shape}, {y.shape}")
     if x.shape[1] < 2:
         return np.full(x.shape[0], np.nan)
-    rx = stats.rankdata(x, axis=1) - (x.shape[1] + 1) / 2.0
-    ry = stats.rankdata(y, axis=1) - (y.shape[1] + 1) / 2.0
+    rx = average_ranks(x) - (x.shape[1] + 1) / 2.0
+    ry = average_ranks(y) - (y.shape[1] + 1) / 2.0
     num = np.sum(rx * ry, axis=1)
     den = np.sqrt(np.sum(rx * rx, axis=1) * np.sum(ry * ry, axis=1))
     constant = np.all(x == x[:, :1], axis=1) | np.all(y == y[:, :1], axis=1)

@@ -49,34 +49,41 @@ class Speaker(hk.Module):
         core = hk.LSTM(self.lstm_size, name="core")
         policy = hk.Linear(self.vocab_size, name="policy")
         value = hk.Linear(1, name="value")
-        keys = jax.random.split(key, self.length) if mode == "sample" else [None] * self.length
+        if mode == "sample":
+            keys = jax.random.split(key, self.length)
+        else:
+            keys = jnp.zeros((self.length,), jnp.int32)  # unused placeholder
+        forced = (
+            jnp.swapaxes(forced_tokens, 0, 1).astype(jnp.int32)
+            if mode == "forced"
+            else jnp.zeros((self.length, b), jnp.int32)
+        )
 
-        prev = jnp.full((b,), self.vocab_size, jnp.int32)
-        outs = []
-        for t in range(self.length):
+        def step(carry, inputs):
+            prev, state = carry
+            key_t, forced_t = inputs
             out, state = core(embed(prev), state)
             logits = policy(out)
             if mode == "sample":
-                token = jax.random.categorical(keys[t], logits).astype(jnp.int32)
+                token = jax.random.categorical(key_t, logits).astype(jnp.int32)
             elif mode == "greedy":
                 token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
             else:
-                token = forced_tokens[:, t].astype(jnp.int32)
+                token = forced_t
             token = jax.lax.stop_gradient(token)
             log_pi = jax.nn.log_softmax(logits)
-            outs.append(
-                (
-                    token,
-                    jnp.take_along_axis(log_pi, token[:, None], axis=-1)[:, 0],
-                    -jnp.sum(jnp.exp(log_pi) * log_pi, axis=-1),
-                    logits,
-                    value(out)[:, 0],
-                )
+            emitted = (
+                token,
+                jnp.take_along_axis(log_pi, token[:, None], axis=-1)[:, 0],
+                -jnp.sum(jnp.exp(log_pi) * log_pi, axis=-1),
+                logits,
+                value(out)[:, 0],
             )
-            prev = token
-        tokens, log_probs, entropies, logits, values = (
-            jnp.stack(z, axis=1) for z in zip(*outs, strict=True)
-        )
+            return (token, state), emitted
+
+        prev = jnp.full((b,), self.vocab_size, jnp.int32)
+        _, emitted = hk.scan(step, (prev, state), (keys, forced))
+        tokens, log_probs, entropies, logits, values = (jnp.swapaxes(z, 0, 1) for z in emitted)
         return SpeakerOutput(tokens, log_probs, entropies, logits, values)
 
 

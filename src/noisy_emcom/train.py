@@ -26,7 +26,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from noisy_emcom import channels, checkpoint, configs, networks
+from noisy_emcom import channels, checkpoint, configs, networks, xla
 from noisy_emcom.game import Nets, make_loss_fn
 
 LOG_COLUMNS = (
@@ -83,20 +83,27 @@ def root_keys(seed: int):
 
 
 def init_state(cfg: ml_collections.ConfigDict, nets: Nets, feature_dim: int, k_init) -> TrainState:
-    """Speaker and listener from k_init; the target speaker is an exact copy (§3.2)."""
-    k_spk, k_lst = jax.random.split(k_init)
-    x = jnp.zeros((cfg.batch_size, feature_dim), jnp.float32)
-    tokens = jnp.zeros((cfg.batch_size, cfg.length), jnp.int32)
-    speaker = nets.speaker.init(k_spk, x, k_spk)
-    listener = nets.listener.init(k_lst, tokens, x, compute_value=cfg.listener.type == "rl")
-    return TrainState(
-        speaker=speaker,
-        target=jax.tree_util.tree_map(jnp.array, speaker),
-        listener=listener,
-        speaker_opt=make_optimizer(cfg.speaker.optimizer).init(speaker),
-        listener_opt=make_optimizer(cfg.listener.optimizer).init(listener),
-        step=jnp.zeros((), jnp.int32),
-    )
+    """Speaker and listener from k_init; the target speaker is an exact copy (§3.2).
+
+    One computation compiled with little optimisation (`xla.run_once`).
+    """
+
+    def init(k_init):
+        k_spk, k_lst = jax.random.split(k_init)
+        x = jnp.zeros((cfg.batch_size, feature_dim), jnp.float32)
+        tokens = jnp.zeros((cfg.batch_size, cfg.length), jnp.int32)
+        speaker = nets.speaker.init(k_spk, x, k_spk)
+        listener = nets.listener.init(k_lst, tokens, x, compute_value=cfg.listener.type == "rl")
+        return TrainState(
+            speaker=speaker,
+            target=jax.tree_util.tree_map(jnp.copy, speaker),
+            listener=listener,
+            speaker_opt=make_optimizer(cfg.speaker.optimizer).init(speaker),
+            listener_opt=make_optimizer(cfg.listener.optimizer).init(listener),
+            step=jnp.zeros((), jnp.int32),
+        )
+
+    return xla.run_once(init, k_init)
 
 
 def ema_update(target: hk.Params, online: hk.Params, decay: float) -> hk.Params:
