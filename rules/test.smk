@@ -1,4 +1,8 @@
-# The paper's tests and the language measures per trained model (SPEC §7, §9).
+# The paper's tests and the language measures per trained model (SPEC §7, §9), in one job:
+# the model, the test split and the compiled evaluation functions are shared by all tests.
+TEST_STEMS = {mode: f"{RUNS}/{{run}}/tests/test{mode}" for mode in sorted(TESTS)}
+if "measures" in config["tests"]:
+    TEST_STEMS["measures"] = f"{RUNS}/{{run}}/measures"
 
 
 rule test:
@@ -6,44 +10,22 @@ rule test:
         ckpt=f"{RUNS}/{{run}}/final.ckpt",
         data=lambda w: dataset_marker(run_dataset(w.run)),
     output:
-        csv=f"{RUNS}/{{run}}/tests/test{{mode}}.csv",
-        parquet=f"{RUNS}/{{run}}/tests/test{{mode}}.parquet",
+        csv=[f"{stem}.csv" for stem in TEST_STEMS.values()],
+        parquet=[f"{stem}.parquet" for stem in TEST_STEMS.values()],
     params:
         data_dir=DATA_DIR,
+        modes=lambda w, output: " ".join(
+            f"--mode {mode} --out {csv}" for mode, csv in zip(TEST_STEMS, output.csv)
+        ),
         overrides=override_args(config.get("eval_overrides", {})),
     log:
-        f"{LOGS}/test/{{run}}-{{mode}}.log",
+        f"{LOGS}/test/{{run}}.log",
     threads: 1
     resources:
         mem_mb=16000,
-        runtime=4 * 60,
+        runtime=4 * 60 * len(TEST_STEMS),
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/test.py --mode {wildcards.mode} --checkpoint {input.ckpt}"
-        " --data-dir {params.data_dir} --out {output.csv} {params.overrides} > {log} 2>&1"
-
-
-rule measures:
-    input:
-        ckpt=f"{RUNS}/{{run}}/final.ckpt",
-        data=lambda w: dataset_marker(run_dataset(w.run)),
-        message=f"{RUNS}/{{run}}/tests/testmessage.csv",
-    output:
-        csv=f"{RUNS}/{{run}}/measures.csv",
-        parquet=f"{RUNS}/{{run}}/measures.parquet",
-    params:
-        data_dir=DATA_DIR,
-        overrides=override_args(config.get("eval_overrides", {})),
-    log:
-        f"{LOGS}/test/{{run}}-measures.log",
-    threads: 1
-    resources:
-        mem_mb=16000,
-        runtime=2 * 60,
-    conda:
-        CONDA_ENV
-    shell:
-        "PYTHONPATH=src python workflow/scripts/test.py --mode measures --checkpoint {input.ckpt}"
-        " --data-dir {params.data_dir} --message-results {input.message} --out {output.csv}"
-        " {params.overrides} > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/test.py --checkpoint {input.ckpt} {params.modes}"
+        " --data-dir {params.data_dir} {params.overrides} > {log} 2>&1"

@@ -141,9 +141,15 @@ def make_train_step(cfg: ml_collections.ConfigDict, nets: Nets):
 def start_cursor(k_data, step: int, batch: int, n: int) -> Cursor:
     """Cursor of training step `step` (host integers, no overflow)."""
     epoch, pos = divmod(step * batch, n)
-    perms = [jax.random.permutation(jax.random.fold_in(k_data, e), n) for e in (epoch, epoch + 1)]
-    return Cursor(jnp.int32(epoch), jnp.int32(pos), perms[0].astype(jnp.int32),
-                  perms[1].astype(jnp.int32))  # fmt: skip
+
+    def perms(k_data, epoch):
+        return [
+            jax.random.permutation(jax.random.fold_in(k_data, e), n).astype(jnp.int32)
+            for e in (epoch, epoch + 1)
+        ]
+
+    this, following = xla.run_once(perms, k_data, jnp.uint32(epoch))
+    return Cursor(jnp.int32(epoch), jnp.int32(pos), this, following)
 
 
 def next_batch_indices(cursor: Cursor, k_data, batch: int, n: int):

@@ -1,17 +1,19 @@
 #!/usr/bin/env python
-"""Train one ETL listener (SPEC §8) on the frozen language of a trained speaker.
+"""Train one ETL listener (SPEC §8) on the frozen language of a trained speaker (and test it).
 
     RUN=results/runs/lg_rl-shapes_logits-b1024-p0.0-s0
     python workflow/scripts/etl_train.py --checkpoint $RUN/final.ckpt \
         --config=etl:shapes_noimg_attribute_0.0 [--config.etl.training_steps=2000 ...] \
-        --data-dir results/tfds --out-dir $RUN/etl/attribute-shapes_noimg-p0.0-sample
+        --data-dir results/tfds --out-dir $RUN/etl/attribute-shapes_noimg-p0.0-sample \
+        [--results $RUN/etl/attribute-shapes_noimg-p0.0-sample/results.csv]
 
 The sweep is `<dataset>_<task>_<noise>` (tasks: discrimination, discriminationdist,
 classification, attribute, reconstruction). Writes <out-dir>/listener.ckpt (final),
 <out-dir>/curve.csv (loss and metrics per etl.log_every steps) and periodic checkpoints under
 <out-dir>/checkpoints/, each under a temporary name then renamed. Rerunning with the same
 --out-dir resumes; a finished run is not trained again. Exit status 143 after SIGTERM (a
-checkpoint was written; rerun to resume).
+checkpoint was written; rerun to resume). With --results (and --png for reconstruction), the
+finished listener is tested in the same process, as `etl_test.py` would.
 """
 
 import argparse
@@ -27,6 +29,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--checkpoint", required=True, help="speaker's training checkpoint")
     parser.add_argument("--data-dir", default="", help="TFDS data directory")
     parser.add_argument("--out-dir", required=True, help="output folder of this ETL run")
+    parser.add_argument("--results", default="", help="test the listener: result CSV")
+    parser.add_argument("--png", default="", help="with --results: reconstruction grid PNG")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(rest)
     if cfg.get("experiment") != "etl":
@@ -37,16 +41,19 @@ def main(argv: list[str]) -> int:
         cfg.dataset.data_dir = args.data_dir
     try:
         speaker = etl.load_speaker(args.checkpoint)
-        result = etl.train_etl(
-            cfg, speaker, cfg.dataset.data_dir or None, args.out_dir, progress=not args.no_progress
-        )
+        data_dir = cfg.dataset.data_dir or None
+        result = etl.train_etl(cfg, speaker, data_dir, args.out_dir, progress=not args.no_progress)
+        if not result.finished:
+            print(f"interrupted at step {int(result.state.step)}; rerun to resume", file=sys.stderr)
+            return 143
+        print(f"{cfg.etl.task}: {int(result.state.step)} steps → {result.listener_path}")
+        if args.results:
+            rows = etl.run_test(speaker, result.listener_path, data_dir, png=args.png or None)
+            etl.write_results(rows, args.results)
+            print(f"{cfg.etl.task}: {len(rows)} rows → {args.results}")
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    if not result.finished:
-        print(f"interrupted at step {int(result.state.step)}; rerun to resume", file=sys.stderr)
-        return 143
-    print(f"{cfg.etl.task}: {int(result.state.step)} steps → {result.listener_path}")
     return 0
 
 

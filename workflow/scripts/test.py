@@ -1,17 +1,22 @@
 #!/usr/bin/env python
-"""Run one test (SPEC §7) or the measures (§9) of one trained model; write one table.
+"""Run tests (SPEC §7) and the measures (§9) of one trained model; write one table each.
 
     RUN=results/runs/<run_id>
     python workflow/scripts/test.py --mode channel --checkpoint $RUN/final.ckpt \
         --dataset shapes_logits --data-dir results/tfds --out $RUN/tests/testchannel.csv \
         [--message-results $RUN/tests/testmessage.csv] [--config.eval.epochs=1 ...]
+    python workflow/scripts/test.py --checkpoint $RUN/final.ckpt --data-dir results/tfds \
+        --mode message --out $RUN/tests/testmessage.csv --mode measures --out $RUN/measures.csv
 
---mode: channel | message | input | topsim | measures. Writes --out (CSV) and the Parquet file
-beside it (same stem), each under a temporary name then renamed. --dataset is a sweep name, a
-.npz/.npy file (arrays `test`, `test_attributes`) or `debug` (the generated table of the debug
-preset; its test split is rows 4096..5119 of the same generator). `--config.eval.*` overrides
-the evaluation protocol saved in the checkpoint's config. `measures` reads the message-test
-table of the same model from --message-results, or runs the message test itself without it.
+--mode: channel | message | input | topsim | measures, repeated with one --out each: the
+model, the test split and the compiled evaluation functions are then shared by all of them
+(measures run last and use the message table written before them). Each --out (CSV) gets the
+Parquet file beside it (same stem), each under a temporary name then renamed. --dataset is a
+sweep name, a .npz/.npy file (arrays `test`, `test_attributes`) or `debug` (the generated table
+of the debug preset; its test split is rows 4096..5119 of the same generator).
+`--config.eval.*` overrides the evaluation protocol saved in the checkpoint's config. `measures`
+reads the message-test table of the same model (from --message-results or from this call's
+message test), or runs the message test itself without it.
 """
 
 import argparse
@@ -37,26 +42,38 @@ def split_overrides(argv: list[str]) -> tuple[dict[str, str], list[str]]:
 def main(argv: list[str]) -> int:
     overrides, rest = split_overrides(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", required=True, choices=evaluate.MODES)
+    parser.add_argument(
+        "--mode", required=True, action="append", choices=evaluate.MODES, help="repeatable"
+    )
     parser.add_argument("--checkpoint", required=True, help="training checkpoint (.ckpt)")
     parser.add_argument("--dataset", default="", help="test dataset (default: the model's)")
     parser.add_argument("--data-dir", default="", help="TFDS data directory")
-    parser.add_argument("--out", required=True, help="output CSV; the Parquet goes beside it")
+    parser.add_argument(
+        "--out", required=True, action="append", help="output CSV, one per --mode, in order"
+    )
     parser.add_argument(
         "--message-results", default="", help="testmessage table of this model (measures only)"
     )
     args = parser.parse_args(rest)
+    if len(args.out) != len(args.mode):
+        parser.error(f"give one --out per --mode: {len(args.mode)} modes, {len(args.out)} outs")
 
     model = evaluate.restore_model(args.checkpoint, overrides)
     dataset = args.dataset or model.cfg.dataset.name
     data_dir = args.data_dir or model.cfg.dataset.data_dir
     data = evaluate.load_eval_data(dataset, data_dir)
-    message_rows = None
-    if args.mode == "measures" and args.message_results:
-        message_rows = evaluate.read_table(args.message_results)
-    table = evaluate.run_test(args.mode, model, data, message_rows)
-    csv, parquet = evaluate.write_table(table, Path(args.out))
-    print(f"{args.mode}: {len(table)} rows → {csv} (+ {parquet.name})")
+    message_results = args.message_results
+    for mode, out in sorted(
+        zip(args.mode, args.out, strict=True), key=lambda j: j[0] == "measures"
+    ):
+        message_rows = None
+        if mode == "measures" and message_results:
+            message_rows = evaluate.read_table(message_results)
+        table = evaluate.run_test(mode, model, data, message_rows)
+        csv, parquet = evaluate.write_table(table, Path(out))
+        if mode == "message":
+            message_results = str(csv)
+        print(f"{mode}: {len(table)} rows → {csv} (+ {parquet.name})")
     return 0
 
 
