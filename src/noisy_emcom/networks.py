@@ -30,7 +30,11 @@ class ListenerOutput(NamedTuple):
 
 
 class Speaker(hk.Module):
-    """x [B,D] → T tokens. h_0,c_0 = split(Linear(2H)(x)); e_t = Embed(a_{t-1}), a_0 = SOS = V."""
+    """x [B,D] → T tokens. h_0,c_0 = split(Linear(2H)(x)); e_t = Embed(a_{t-1}), a_0 = SOS = V.
+
+    The T steps are one `hk.scan` (token t sampled with key t of split(key, T)): XLA compiles
+    the step once instead of T unrolled copies.
+    """
 
     def __init__(self, vocab_size: int, length: int, embed_dim: int, lstm_size: int):
         super().__init__(name="speaker")
