@@ -9,6 +9,8 @@ LOGS = f"{RESULTS}/logs"
 CONDA_ENV = os.path.join("..", config["conda_env"])
 # Jobs of the same shapes (every seed's tests, every run's ETL task) share compiled XLA code.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(f"{RESULTS}/.jax_cache"))
+if config.get("xla_flags"):
+    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {config['xla_flags']}".strip()
 
 TFDS_NAMES = {
     "imagenet": "byol_imagenet2012",
