@@ -9,8 +9,9 @@ LOGS = f"{RESULTS}/logs"
 CONDA_ENV = os.path.join("..", config["conda_env"])
 # Jobs of the same shapes (every seed's tests, every run's ETL task) share compiled XLA code.
 os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", os.path.abspath(f"{RESULTS}/.jax_cache"))
+# Config `xla_flags` are appended to the XLA_FLAGS that jobs inherit (set here, not required).
 if config.get("xla_flags"):
-    os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {config['xla_flags']}".strip()
+    os.environ.update(XLA_FLAGS=f"{os.environ.get('XLA_FLAGS', '')} {config['xla_flags']}".strip())
 
 TFDS_NAMES = {
     "imagenet": "byol_imagenet2012",
