@@ -315,6 +315,7 @@ def test_reconstruction_learns_through_the_scripts(shapes_dir, speaker_ckpt, tmp
         "--config.etl.optimizer.learning_rate=3e-3",
     ]
     assert script("etl_train")(argv) == 0
+    argv_train = argv
     assert (out / "listener.ckpt").is_file() and (out / "curve.csv").is_file()
     curve = pd.read_csv(out / "curve.csv")
     assert list(curve.columns[:4]) == ["step", "loss", "mse", "psnr"] and len(curve) == 2
@@ -324,6 +325,11 @@ def test_reconstruction_learns_through_the_scripts(shapes_dir, speaker_ckpt, tmp
     assert script("etl_test")(argv) == 0
     assert not list(out.glob(".*.tmp"))
     rows = pd.read_csv(out / "results.csv")
+    # etl_train.py --results (the pipeline's one job): the finished listener is not trained
+    # again, and its test rows are those of etl_test.py.
+    again = [*argv_train, "--results", str(out / "results_again.csv")]
+    assert script("etl_train")(again) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(out / "results_again.csv"), rows)
     got = dict(zip(rows["metric"], rows["value"], strict=True))
     tr = etl.load_task_split("reconstruction", "shapes", "train", shapes_dir, WIDTH)
     te = etl.load_task_split("reconstruction", "shapes", "test", shapes_dir, WIDTH)

@@ -350,6 +350,19 @@ def test_cli_every_mode_on_a_random_checkpoint(random_model, random_data, tmp_pa
         assert out.with_suffix(".parquet").exists()
         assert (df["dataset"] == "synthetic").all() and (df["checkpoint_step"] == 3).all()
         assert not df.duplicated(subset=list(ev.key_columns(mode))).any()
+    # All modes in one call (as the pipeline runs them): the same tables as one call each.
+    together = []
+    for mode in ("channel", "message", "measures"):
+        together += ["--mode", mode, "--out", str(tmp_path / "one_call" / f"{mode}.csv")]
+    assert cli.main([*together, *common]) == 0
+    for mode in ("channel", "message", "measures"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "one_call" / f"{mode}.csv"),
+            pd.read_csv(tmp_path / "tests" / f"{mode}.csv"),
+        )
+    with pytest.raises(SystemExit):  # one --out per --mode
+        cli.main(["--mode", "channel", "--mode", "message", "--out", str(tmp_path / "x.csv"),
+                  *common])  # fmt: skip
     with pytest.raises(KeyError, match="only eval"):
         cli.main(
             [
