@@ -20,16 +20,27 @@ from noisy_emcom import configs, train
 GAMES = (("lg_rlss", "{d}"), ("lg_rlrl", "{d}"), ("nlg_rlrl", "{d}_0.5"))
 
 
-def throughput(preset: str, sweep: str, batch: int, dim: int, steps: int) -> tuple[float, float]:
-    """(compile+first chunk seconds, steps per second of the timed chunk)."""
+def throughput(
+    preset: str, sweep: str, batch: int, dim: int, steps: int, overrides: dict | None = None
+) -> tuple[float, float, float]:
+    """(init seconds, compile+first chunk seconds, steps per second of the timed chunk)."""
     cfg = configs.get_config(
-        preset, sweep, {"batch_size": batch, "training_steps": 10 * steps, "steps_per_call": steps}
+        preset,
+        sweep,
+        {
+            "batch_size": batch,
+            "training_steps": 10 * steps,
+            "steps_per_call": steps,
+            **(overrides or {}),
+        },
     )
     nets = train.make_nets(cfg)
     k_init, k_data, k_train = train.root_keys(0)
     n = max(4 * batch, 4096)
     table = jax.device_put(np.random.default_rng(0).standard_normal((n, dim), np.float32))
-    state = train.init_state(cfg, nets, dim, k_init)
+    tic = time.perf_counter()
+    state = jax.block_until_ready(train.init_state(cfg, nets, dim, k_init))
+    init = time.perf_counter() - tic
     chunk = train.make_train_chunk(cfg)
     indices = train.make_chunk_indices(batch, n, steps)
     cursor = train.start_cursor(k_data, 0, batch, n)
@@ -42,7 +53,7 @@ def throughput(preset: str, sweep: str, batch: int, dim: int, steps: int) -> tup
     cursor, idx = indices(cursor, k_data)
     state, stats = chunk(state, table, idx, k_train)
     jax.block_until_ready(stats)
-    return first, steps / (time.perf_counter() - tic)
+    return init, first, steps / (time.perf_counter() - tic)
 
 
 def main() -> None:
@@ -55,7 +66,7 @@ def main() -> None:
     print(f"{'game':10s} {'B':>5s} {'compile_s':>10s} {'steps/s':>9s} {'games/s':>10s}")
     for preset, sweep in GAMES:
         for b in args.batch_sizes:
-            first, sps = throughput(preset, sweep.format(d="imagenet"), b, args.dim, args.steps)
+            _, first, sps = throughput(preset, sweep.format(d="imagenet"), b, args.dim, args.steps)
             print(f"{preset:10s} {b:5d} {first:10.1f} {sps:9.2f} {sps * b:10.0f}", flush=True)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory: {peak:.0f} MiB")
