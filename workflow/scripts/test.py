@@ -62,18 +62,15 @@ def main(argv: list[str]) -> int:
     dataset = args.dataset or model.cfg.dataset.name
     data_dir = args.data_dir or model.cfg.dataset.data_dir
     data = evaluate.load_eval_data(dataset, data_dir)
-    message_results = args.message_results
+    tables = {}
+    if args.message_results:
+        tables["message"] = evaluate.read_table(args.message_results)
     for mode, out in sorted(
         zip(args.mode, args.out, strict=True), key=lambda j: j[0] == "measures"
     ):
-        message_rows = None
-        if mode == "measures" and message_results:
-            message_rows = evaluate.read_table(message_results)
-        table = evaluate.run_test(mode, model, data, message_rows)
-        csv, parquet = evaluate.write_table(table, Path(out))
-        if mode == "message":
-            message_results = str(csv)
-        print(f"{mode}: {len(table)} rows → {csv} (+ {parquet.name})")
+        tables[mode] = evaluate.run_test(mode, model, data, tables.get("message"))
+        csv, parquet = evaluate.write_table(tables[mode], Path(out))
+        print(f"{mode}: {len(tables[mode])} rows → {csv} (+ {parquet.name})")
     return 0
 
 
