@@ -25,17 +25,6 @@ from noisy_emcom import configs, evaluate, networks
 from noisy_emcom.game import Nets
 
 
-def split_overrides(argv):
-    overrides, rest = {}, []
-    for arg in argv:
-        if arg.startswith("--config."):
-            key, _, value = arg[len("--config.") :].partition("=")
-            overrides[key] = value
-        else:
-            rest.append(arg)
-    return overrides, rest
-
-
 def random_model(spec: str, overrides: dict, dim: int) -> evaluate.Model:
     preset, _, sweep = spec.partition(":")
     cfg = configs.get_config(preset, sweep, overrides)
@@ -48,7 +37,7 @@ def random_model(spec: str, overrides: dict, dim: int) -> evaluate.Model:
 
 
 def main(argv):
-    overrides, rest = split_overrides(argv)
+    overrides, rest = configs.split_overrides(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", default="")
     parser.add_argument("--random", default="", help="PRESET:SWEEP of a random model")

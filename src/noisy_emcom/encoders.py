@@ -22,6 +22,7 @@ import optax
 from noisy_emcom import xla
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.networks import PatchConv2D
+from noisy_emcom.progress import Progress
 
 # --------------------------------------------------------------------------------------------
 # BYOL ResNet-50 v1
@@ -458,9 +459,11 @@ def train_shapes_cnn(
         return optax.apply_updates(p, upd), s, loss
 
     losses = []
+    meter = Progress("shapes encoder training", len(order), "steps")
     for idx in order:
         params, opt_state, loss = step(params, opt_state, images[idx], labels[idx])
         losses.append(loss)
+        meter.update()
     return params, np.asarray(jnp.stack(losses)) if losses else np.zeros(0, np.float32)
 
 
@@ -472,6 +475,7 @@ def apply_shapes_cnn(
     net = shapes_cnn(width)
     fwd = jax.jit(lambda p, x: net.apply(p, None, x))
     feats, preds = [], []
+    meter = Progress("shapes encoding", len(images), "images")
     for a in range(0, len(images), batch_size):
         x = images[a : a + batch_size]
         pad = batch_size - len(x)
@@ -479,6 +483,7 @@ def apply_shapes_cnn(
         f, logits = fwd(params, xp)
         feats.append(np.asarray(f)[: len(x)])
         preds.append(np.asarray(jnp.argmax(logits, -1))[: len(x)])
+        meter.update(len(x))
     if not feats:
         return np.zeros((0, width), np.float32), np.zeros(0, np.int64)
     return np.concatenate(feats).astype(np.float32), np.concatenate(preds).astype(np.int64)

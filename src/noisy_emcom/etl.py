@@ -53,6 +53,7 @@ from noisy_emcom import channels, checkpoint, configs, evaluate, game, losses, n
 from noisy_emcom.configs.etl import TASKS
 from noisy_emcom.data import loader
 from noisy_emcom.data.errors import DataError
+from noisy_emcom.progress import Progress
 
 # Fields each task needs, and the dataset variants of SPEC §8 to name when they are missing.
 TASK_FIELDS = {
@@ -669,6 +670,7 @@ def train_etl(
         disable=not progress,
         desc=f"etl {e.task} {dataset} p{e.noise}",
     )
+    meter = Progress(f"etl {e.task} {dataset} p{e.noise}", e.training_steps - step, "steps")
     with train._StopFlag() as stop:
         while step < e.training_steps:
             tic = time.perf_counter()
@@ -685,6 +687,7 @@ def train_etl(
             step += per_call
             window_steps += per_call
             bar.update(per_call)
+            meter.update(per_call)
             if step % e.log_every == 0 or step == e.training_steps:
                 row = {"step": step, **metrics_from_sums(e.task, window, length)}
                 row["steps_per_second"] = window_steps / max(window_time, 1e-9)

@@ -44,6 +44,7 @@ import pandas as pd
 from noisy_emcom import channels, configs, game, networks
 from noisy_emcom import language as lang
 from noisy_emcom.language import IDENTIFYING_COLUMNS
+from noisy_emcom.progress import Progress
 
 MODES = ("channel", "message", "input", "topsim", "measures")
 TEST_NAMES = {
@@ -439,11 +440,14 @@ def sweep(
     runners = {d: make_runner(_eval_free(cfg), model.nets, d) for d in ev.decodings}
     reps = range(int(ev.repetitions)) if repetitions is None else repetitions
     n_epochs = int(ev.epochs) if epochs is None else epochs
+    plan = {int(k): list(settings_for(int(k))) for k in ev.batch_sizes}
+    total = len(reps) * len(ev.decodings) * sum(len(s) for s in plan.values())
+    test = next((s[0].test for s in plan.values() if s), "")
+    meter = Progress(f"{test} test", total, "settings")
     for r in reps:
-        for k in ev.batch_sizes:
-            batches = eval_batches(table.shape[0], int(k), int(ev.seed), r, n_epochs)
+        for k, settings in plan.items():
+            batches = eval_batches(table.shape[0], k, int(ev.seed), r, n_epochs)
             batches_dev = jax.device_put(batches)
-            settings = list(settings_for(int(k)))
             for decoding in ev.decodings:
                 for setting in settings:
                     key = setting_key(int(ev.seed), r, setting.hash())
@@ -464,6 +468,7 @@ def sweep(
                         else ()
                     )
                     yield Outcome(setting, decoding, r, batches, stats, messages)
+                    meter.update(note=f"K={k}, {decoding}, repetition {r}")
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from noisy_emcom import channels, checkpoint, configs, networks, xla
 from noisy_emcom.game import Nets, make_loss_fn
+from noisy_emcom.progress import Progress
 
 LOG_COLUMNS = (
     "step", "channel_p", "erased_fraction", "accuracy", "greedy_accuracy", "reward",
@@ -363,6 +364,7 @@ def train(
     bar = tqdm(
         total=cfg.training_steps, initial=step, disable=not progress, desc=configs.run_id(cfg)
     )
+    meter = Progress(f"train {configs.run_id(cfg)}", cfg.training_steps - step, "steps")
     with _StopFlag() as stop:
         while step < cfg.training_steps:
             tic = time.perf_counter()
@@ -384,6 +386,7 @@ def train(
                 window.setdefault(name, []).append(float(np.mean(values)))
             window_steps += per_call
             bar.update(per_call)
+            meter.update(per_call)
             if step % cfg.log_every == 0 or step == cfg.training_steps:
                 row = {"step": step, **{k: float(np.mean(v)) for k, v in window.items()}}
                 row["steps_per_second"] = window_steps / max(window_time, 1e-9)

@@ -13,6 +13,7 @@ import sys
 
 from noisy_emcom.data import builders
 from noisy_emcom.data.errors import DataError
+from noisy_emcom.progress import setup_logging
 
 
 def _pairs(items, flag):
@@ -26,6 +27,7 @@ def _pairs(items, flag):
 
 
 def main(argv=None) -> int:
+    setup_logging()
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )

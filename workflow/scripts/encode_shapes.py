@@ -10,9 +10,11 @@ import sys
 
 from noisy_emcom.data.builders import encode_shapes
 from noisy_emcom.data.errors import DataError
+from noisy_emcom.progress import setup_logging
 
 
 def main(argv=None) -> int:
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--params", required=True, help="encoder parameters .npz")
     p.add_argument("--raw", required=True, help="raw split .npz")

@@ -18,9 +18,11 @@ import sys
 
 from noisy_emcom import etl
 from noisy_emcom.data.errors import DataError
+from noisy_emcom.progress import setup_logging
 
 
 def main(argv: list[str]) -> int:
+    setup_logging()
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="speaker's training checkpoint")
     parser.add_argument("--listener", required=True, help="ETL listener checkpoint")

@@ -21,11 +21,17 @@ import sys
 
 from noisy_emcom import configs, etl
 from noisy_emcom.data.errors import DataError
+from noisy_emcom.progress import setup_logging
 
 
 def main(argv: list[str]) -> int:
-    cfg, rest = configs.parse_cli(argv)
+    setup_logging()
+    overrides, rest = configs.split_overrides(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument(
+        "--config", required=True, metavar="etl:SWEEP", help="etl:<dataset>_<task>_<noise>, "
+        "e.g. etl:shapes_noimg_attribute_0.0; --config.<field>=<value> overrides any field",
+    )  # fmt: skip
     parser.add_argument("--checkpoint", required=True, help="speaker's training checkpoint")
     parser.add_argument("--data-dir", default="", help="TFDS data directory")
     parser.add_argument("--out-dir", required=True, help="output folder of this ETL run")
@@ -33,6 +39,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--png", default="", help="with --results: reconstruction grid PNG")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(rest)
+    cfg = configs.from_spec(args.config, overrides)
     if cfg.get("experiment") != "etl":
         parser.error(
             "--config must name the etl preset, e.g. --config=etl:shapes_noimg_attribute_0.0"

@@ -8,9 +8,11 @@ import sys
 
 from noisy_emcom.data.builders import make_shapes
 from noisy_emcom.data.errors import DataError
+from noisy_emcom.progress import setup_logging
 
 
 def main(argv=None) -> int:
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--split", required=True, choices=["train", "valid", "test"])
     p.add_argument("--num", type=int, required=True, help="number of examples")

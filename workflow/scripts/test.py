@@ -23,24 +23,13 @@ import argparse
 import sys
 from pathlib import Path
 
-from noisy_emcom import evaluate
-
-
-def split_overrides(argv: list[str]) -> tuple[dict[str, str], list[str]]:
-    """`--config.eval.x=y` (or `--config.eval.x y`) → ({"eval.x": "y"}, remaining args)."""
-    overrides, rest = {}, []
-    args = iter(argv)
-    for arg in args:
-        if arg.startswith("--config."):
-            key, eq, value = arg[len("--config.") :].partition("=")
-            overrides[key] = value if eq else next(args)
-        else:
-            rest.append(arg)
-    return overrides, rest
+from noisy_emcom import configs, evaluate
+from noisy_emcom.progress import setup_logging
 
 
 def main(argv: list[str]) -> int:
-    overrides, rest = split_overrides(argv)
+    setup_logging()
+    overrides, rest = configs.split_overrides(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument(
         "--mode", required=True, action="append", choices=evaluate.MODES, help="repeatable"

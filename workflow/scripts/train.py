@@ -17,16 +17,20 @@ import argparse
 import sys
 
 from noisy_emcom import configs, synthetic, train
+from noisy_emcom.progress import setup_logging
 
 
 def main(argv: list[str]) -> int:
-    cfg, rest = configs.parse_cli(argv)
+    setup_logging()
+    overrides, rest = configs.split_overrides(argv)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--config", required=True, metavar="PRESET:SWEEP", help=configs.CONFIG_HELP)
     parser.add_argument("--run-dir", required=True, help="output folder of this run")
     parser.add_argument("--data-dir", default="", help="TFDS data directory")
     parser.add_argument("--features", default="", help=".npy/.npz feature table instead")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(rest)
+    cfg = configs.from_spec(args.config, overrides)
 
     if args.features:
         from noisy_emcom.data import loader

@@ -9,9 +9,11 @@ import sys
 
 from noisy_emcom.data.builders import train_encoder
 from noisy_emcom.data.errors import DataError
+from noisy_emcom.progress import setup_logging
 
 
 def main(argv=None) -> int:
+    setup_logging()
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--train", required=True, help="raw train split .npz")
     p.add_argument("--out-params", required=True, help="encoder parameters .npz")

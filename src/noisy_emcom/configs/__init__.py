@@ -128,27 +128,50 @@ def coerce(value: Any, current: Any, field: str = "?") -> Any:
     return value
 
 
+CONFIG_HELP = (
+    "PRESET:SWEEP, e.g. lg_rlrl:shapes_logits or nlg_rlrl:shapes_logits_0.5 (presets: "
+    + ", ".join(sorted(PRESETS))
+    + "); then --config.<field>=<value> overrides any field, e.g. --config.batch_size=64"
+)
+
+
+def split_overrides(argv: list[str]) -> tuple[dict[str, str], list[str]]:
+    """`--config.x.y=v` (or `--config.x.y v`) → ({"x.y": "v"}, the remaining arguments)."""
+    overrides, rest = {}, []
+    args = iter(argv)
+    for arg in args:
+        if arg.startswith("--config."):
+            key, eq, value = arg[len("--config.") :].partition("=")
+            overrides[key] = value if eq else next(args, "")
+        else:
+            rest.append(arg)
+    return overrides, rest
+
+
+def from_spec(spec: str, overrides: dict[str, Any] | None = None) -> ml_collections.ConfigDict:
+    """`<preset or file>:<sweep>` plus overrides → the resolved config."""
+    preset, _, sweep = spec.partition(":")
+    if not sweep:
+        raise ValueError(f"--config={spec!r} needs a sweep after ':', e.g. lg_rlrl:imagenet")
+    return get_config(preset, sweep, overrides)
+
+
 def parse_cli(argv: list[str]) -> tuple[ml_collections.ConfigDict, list[str]]:
     """Read `--config=<preset or file>:<sweep>` and `--config.x.y=v` from argv.
 
     Returns the resolved config and the remaining arguments.
     """
-    spec, overrides, rest = None, {}, []
+    overrides, argv = split_overrides(argv)
+    spec, rest = None, []
     args = iter(argv)
     for arg in args:
         if arg.startswith("--config=") or arg == "--config":
             spec = arg.split("=", 1)[1] if "=" in arg else next(args)
-        elif arg.startswith("--config."):
-            key, eq, value = arg[len("--config.") :].partition("=")
-            overrides[key] = value if eq else next(args)
         else:
             rest.append(arg)
     if spec is None:
         raise ValueError("missing --config=<preset>:<sweep>, e.g. --config=lg_rlrl:shapes_logits")
-    preset, _, sweep = spec.partition(":")
-    if not sweep:
-        raise ValueError(f"--config={spec!r} needs a sweep after ':', e.g. lg_rlrl:imagenet")
-    return get_config(preset, sweep, overrides), rest
+    return from_spec(spec, overrides), rest
 
 
 def to_json(cfg: ml_collections.ConfigDict) -> str:

@@ -21,6 +21,7 @@ from noisy_emcom import encoders
 from noisy_emcom.data import files, raw, shapes, tfds_io
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.data.registry import family_variants, get_spec
+from noisy_emcom.progress import Progress
 
 REEXTRACTED = "2.0.0"
 CONVERTED = "1.0.0"
@@ -143,12 +144,15 @@ def build_shapes(
             accuracy[split] = float(feats["accuracy"])
     width = _width(splits)
     outs = []
-    for spec in family_variants("shapes"):
+    variants = family_variants("shapes")
+    meter = Progress("shapes TFDS datasets", len(variants), "written", every_s=0.0)
+    for spec in variants:
         out = tfds_io.write_dataset(
             spec, version, data_dir, splits, feature_dim=width, overwrite=overwrite
         )
         _write_encoder_files(out, encoder_params, encoder_metrics, accuracy)
         outs.append(out)
+        meter.update(note=str(out))
     return outs
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from noisy_emcom.progress import Progress
+
 IMAGE_SIZE = 64
 SUPERSAMPLE = 4
 NOISE_STD = 6.0
@@ -313,6 +315,7 @@ def generate(
     ids = np.arange(start, start + num, dtype=np.int64)
     f = {k: np.zeros(num) for k in FACTOR_NAMES}
     images = np.empty((num, IMAGE_SIZE, IMAGE_SIZE, 3), dtype=np.uint8)
+    meter = Progress(f"shapes {split} rendering", num, "images")
     for a in range(0, num, chunk):
         b = slice(a, min(a + chunk, num))
         draws = [draw_factors(seed, s, int(i)) for i in ids[b]]
@@ -330,6 +333,7 @@ def generate(
             f["rotation"][b],
             noise,
         )
+        meter.update(b.stop - b.start)
     ints = {k: f[k].astype(np.int64) for k in ("shape", "colour", "size", "background")}
     out = {
         "image": images,
