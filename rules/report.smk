@@ -10,6 +10,7 @@ rule report:
         etl_curves=etl_curves(),
     output:
         f"{REPORT_DIR}/manifest.json",
+        f"{REPORT_DIR}/results.md",
         *[report(path, caption=caption, category=cat) for path, caption, cat in report_items()],
     params:
         out_dir=lambda w, output: os.path.dirname(output[0]),
