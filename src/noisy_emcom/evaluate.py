@@ -102,7 +102,7 @@ class Model:
     """A restored speaker/listener pair ready for evaluation.
 
     ``nets`` are Haiku-style transforms (anything with ``.apply`` of the signatures in
-    docs/INTERFACES.md); ``listener_params`` already carry the erased-token row under ``embed``.
+    docs/interfaces.md); ``listener_params`` already carry the erased-token row under ``embed``.
     """
 
     cfg: ml_collections.ConfigDict
