@@ -1,4 +1,4 @@
-# Tables, figures and the claims check from every run's tidy results (SPEC §7–§10).
+# Tables, figures and the claims check from every run's tidy results (docs/tests.md, docs/science.md#claims).
 
 
 rule report:

@@ -245,7 +245,7 @@ def etl_bars(etl: pd.DataFrame) -> plt.Figure:
 
 
 def erasure_sensitivity(measures: pd.DataFrame, decoding: str = "sample") -> plt.Figure:
-    """Per-position erasure sensitivity Δ_K(t) = A_K(∅) − acc_K({t}) per game (§9.3)."""
+    """Per-position erasure sensitivity Δ_K(t) = A_K(∅) − acc_K({t}) per game."""
     title = "Per-position erasure sensitivity"
     data = measures
     if not data.empty:
