@@ -234,7 +234,7 @@ class TrainResult(NamedTuple):
 
 
 def check_schedule(cfg: ml_collections.ConfigDict) -> int:
-    """Effective steps per dispatch; the step counts must be multiples of it (docs/science.md)."""
+    """Effective steps per dispatch; the step counts must be multiples of it (docs/config.md)."""
     per_call = min(cfg.steps_per_call, cfg.training_steps)
     for field in ("training_steps", "log_every", "checkpoint_every"):
         if cfg[field] % per_call:
