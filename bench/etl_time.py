@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Wall time and test metric of each ETL task (SPEC §8) for one speaker checkpoint.
+"""Wall time and test metric of each ETL task (docs/etl.md) for one speaker checkpoint.
 
     python bench/etl_time.py --checkpoint results/runs/<run_id>/final.ckpt \
         --data-dir results/tfds --family shapes [--tasks classification attribute] \

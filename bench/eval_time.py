@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Wall time of each test mode (SPEC §7, §9) for one checkpoint.
+"""Wall time of each test mode (docs/tests.md) for one checkpoint.
 
     python bench/eval_time.py --checkpoint results/runs/<run_id>/final.ckpt \
         --dataset shapes_logits --data-dir results/tfds [--config.eval.epochs=1 ...]

@@ -1,4 +1,4 @@
-# Datasets (SPEC §6): the generated `shapes` family, BYOL features of raw CelebA/ImageNet,
+# Datasets (docs/data.md): the generated `shapes` family, BYOL features of raw CelebA/ImageNet,
 # or the published TFRecord datasets converted to array_record.
 from pathlib import Path
 SHAPES = config["data"].get("shapes", {})

@@ -1,5 +1,5 @@
 # Ease of transfer learning: a new listener on a frozen speaker, trained and tested in one job
-# per model × task × ETL dataset × noise × decoding (SPEC §8).
+# per model × task × ETL dataset × noise × decoding (docs/etl.md).
 ETL = config.get("etl", {})
 ETL_DIR = f"{RUNS}/{{run}}/etl/{{task}}-{{etl_dataset}}-p{{noise}}-{{decoding}}"
 

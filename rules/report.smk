@@ -1,4 +1,4 @@
-# Tables, figures and the claims check from every run's tidy results (SPEC §7–§10).
+# Tables, figures and the claims check from every run's tidy results (docs/tests.md, docs/science.md#claims).
 
 
 rule report:
@@ -10,6 +10,7 @@ rule report:
         etl_curves=etl_curves(),
     output:
         f"{REPORT_DIR}/manifest.json",
+        f"{REPORT_DIR}/results.md",
         *[report(path, caption=caption, category=cat) for path, caption, cat in report_items()],
     params:
         out_dir=lambda w, output: os.path.dirname(output[0]),

@@ -1,4 +1,4 @@
-# The paper's tests and the language measures per trained model (SPEC §7, §9), in one job:
+# The paper's tests and the language measures per trained model (docs/tests.md), in one job:
 # the model, the test split and the compiled evaluation functions are shared by all tests.
 TEST_STEMS = {mode: f"{RUNS}/{{run}}/tests/test{mode}" for mode in sorted(TESTS)}
 if "measures" in config["tests"]:

@@ -1,4 +1,4 @@
-# One training run per (dataset, game, noise, batch size, seed) (SPEC §2–§4, Appendix B).
+# One training run per (dataset, game, noise, batch size, seed) (docs/science.md, docs/config.md#run-ids-and-layout).
 
 
 rule train:

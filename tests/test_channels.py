@@ -1,4 +1,4 @@
-"""Channels, the noise schedule and input-noise views (SPEC §5)."""
+"""Channels, the noise schedule and input-noise views (docs/science.md#channels-and-noise)."""
 
 import jax
 import jax.numpy as jnp

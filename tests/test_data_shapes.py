@@ -1,4 +1,4 @@
-"""The embedded `shapes` generator (SPEC §6.5): determinism, geometry, fields."""
+"""The embedded `shapes` generator (docs/data.md#shapes): determinism, geometry, fields."""
 
 import numpy as np
 import pytest

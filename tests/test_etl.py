@@ -1,4 +1,4 @@
-"""ETL (SPEC §8): frozen speaker, every task learns, clear data errors, decoder output, CLIs.
+"""ETL (docs/etl.md): frozen speaker, every task learns, clear data errors, decoder output, CLIs.
 
 One tiny real `shapes` TFDS dataset is built per module (1,200 train / 200 test images through
 the data builders). Its `logit` features are pooled pixels rather than the CNN encoder's (see

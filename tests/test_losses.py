@@ -1,4 +1,4 @@
-"""Losses against hand calculations, and which gradients are stopped (SPEC §4)."""
+"""Losses against hand calculations, and which gradients are stopped (docs/science.md#losses)."""
 
 import jax
 import jax.numpy as jnp

@@ -17,7 +17,7 @@ def test_paper_sizes_and_output_shapes():
     spk, lst = networks.make_speaker(cfg), networks.make_listener(cfg)
     x = jnp.ones((16, 2048))
     sp = spk.init(KEY, x, KEY)
-    # SPEC §3.1: 1,049,088 + 210 + 273,408 + 5,140 + 257.
+    # docs/science.md#speaker: 1,049,088 + 210 + 273,408 + 5,140 + 257.
     assert networks.count_params(sp) == 1_328_103
     out = spk.apply(sp, x, KEY, "sample")
     assert out.tokens.shape == (16, 10) and out.tokens.dtype == jnp.int32

@@ -1,4 +1,5 @@
-"""Report stage: synthetic per-run result files → tables, figures, claims (SPEC §7–§10)."""
+"""Report stage: synthetic per-run result files → tables, figures, claims, the results page
+(docs/tests.md, docs/science.md#claims)."""
 
 from __future__ import annotations
 
@@ -172,7 +173,8 @@ def write_run(root: Path, game: str, seed: int, etl: bool = True) -> dict[str, l
         evaluate.write_table(evaluate.tidy(rows, "topsim"), run / "tests/testtopsim.csv")[0]
     )
 
-    # measures: §9.4 rows by hand, §9.2–9.3 rows through the evaluation module itself
+    # measures: entropy and uniqueness rows by hand, A_K(n), R_K, Δ and N_eff through the
+    # evaluation module itself
     rows = []
     for k in KS:
         for d in decodings:
@@ -386,6 +388,41 @@ def test_claims_on_constructed_grid(full_report):
     assert "✗ substitution p=0.5" in c5["evidence"] and "✓ input noise c=1" in c5["evidence"]
     md = (out / "tables/claims.md").read_text()
     assert "## Claim 5: not supported" in md and "0.850 ± 0.014 (n=2)" in md
+
+
+def test_results_page_assembles_the_tables_and_claims(full_report):
+    out, _ = full_report
+    page = (out / "results.md").read_text()
+    assert page.startswith("# Results\n")
+    headings = [line for line in page.splitlines() if line.startswith("## ")]
+    assert headings[:6] == [
+        "## Channel test",
+        "## Message test",
+        "## Redundancy measures",
+        "## Topographic similarity",
+        "## Input test",
+        "## Ease of transfer learning (ETL)",
+    ]
+    assert "## Claims of the paper (docs/science.md#claims)" in headings
+    assert "### Claim 5: not supported" in page  # claims.md's headings one level down
+    for stem in ("table_channel", "table_message", "table_redundancy", "table_topsim"):
+        table = (out / f"tables/{stem}.md").read_text().strip()
+        assert table in page  # every paper table verbatim
+    assert (out / "tables/table_etl.md").read_text().strip() in page
+    claims_rows = [
+        r for r in (out / "tables/claims.md").read_text().splitlines() if r.startswith("|")
+    ]
+    assert claims_rows and all(r in page for r in claims_rows)
+
+
+def test_results_page_lists_only_present_tables(grid, tmp_path):
+    root, files = grid
+    tests = [p for p in files["tests"] if p.stem == "testchannel"]
+    out = tmp_path / "rep"
+    build_report(ReportInputs(tests=tests), out)
+    page = (out / "results.md").read_text()
+    assert "## Channel test" in page and "## Message test" not in page and "## Ease" not in page
+    assert "## Claims of the paper" in page and "No data to test this claim." in page
 
 
 def test_claim_verdicts_flip_with_the_data(grid):

@@ -1,4 +1,4 @@
-"""Training loop: data order, determinism, checkpoints, resume, config errors (SPEC §4.6–§4.7)."""
+"""Training loop: data order, determinism, checkpoints, resume, config errors (docs/science.md)."""
 
 import jax
 import numpy as np
@@ -182,7 +182,7 @@ def test_config_overrides_resolve_derived_values():
 
 
 def test_streaming_source_trains_exactly_like_the_device_table(tmp_path):
-    """Host-gathered batches (tables larger than the device) follow the same order (§6.6)."""
+    """Host-gathered batches (tables larger than the device) follow the same order."""
     from noisy_emcom.data import loader
 
     path = tmp_path / "table.npy"

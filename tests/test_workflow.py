@@ -121,6 +121,9 @@ def test_quick_config_end_to_end(tmp_path):
     for name in ("fig_accuracy_vs_p", "fig_accuracy_vs_erased", "fig_learning_curves",
                  "fig_etl", "fig_erasure_sensitivity"):  # fmt: skip
         assert (report / "figures" / f"{name}.png").stat().st_size > 0, name
+    page = (report / "results.md").read_text()  # the source of docs/results.md
+    assert "## Channel test" in page and "## Claims of the paper" in page
+    assert "results.md" in manifest
     # Channel test: 3 runs x 1 K x 7 channel settings x 1 decoding, no duplicate keys.
     channel = pd.read_csv(report / "tables" / "testchannel.csv")
     assert len(channel) == 3 * 7

@@ -1,5 +1,5 @@
-"""Channels on messages and noise on inputs (SPEC §5). Every parameter is a traced array, so
-changing p or the masked positions never recompiles.
+"""Channels on messages and noise on inputs (docs/science.md#channels-and-noise). Every
+parameter is a traced array, so changing p or the masked positions never recompiles.
 
 One parametrised channel covers every case: erasure with probability `erase_p`, then
 substitution with probability `substitute_p`, then fixed erasure of the positions in `mask`.
@@ -58,7 +58,10 @@ def apply_channel(key, tokens, params: ChannelParams, vocab_size: int):
 
 
 def erasure_schedule(step, p_max: float, training_steps: int, ramp_fraction: float):
-    """p(s) = p_max · min(s / S_ramp, 1), S_ramp = ⌊ramp_fraction · training_steps⌋ (SPEC §5.2)."""
+    """p(s) = p_max · min(s / S_ramp, 1), S_ramp = ⌊ramp_fraction · training_steps⌋.
+
+    See docs/science.md#erasure-channel-and-ramp.
+    """
     ramp = int(ramp_fraction * training_steps)
     if ramp <= 0:
         return jnp.asarray(p_max, jnp.float32)

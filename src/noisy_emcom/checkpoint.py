@@ -1,4 +1,4 @@
-"""Atomic, checksummed checkpoints (SPEC §4.7, §11 D9).
+"""Atomic, checksummed checkpoints (docs/science.md#checkpoints-and-resume, docs/differences.md D9).
 
 File layout: MAGIC (8 bytes) | SHA-256 of the payload (32 bytes) | pickled payload. The payload
 is a dict of plain Python/numpy values; `format_version` is stored inside it too.

@@ -1,4 +1,4 @@
-"""Feature encoders: the BYOL ResNet-50 (SPEC §6.3) and the small `shapes` CNN (SPEC §6.5).
+"""Feature encoders: the BYOL ResNet-50 (docs/data.md) and the small `shapes` CNN (docs/data.md).
 
 Both are Haiku modules. The ResNet-50 loads the released BYOL checkpoint format (a pickle of
 {`experiment_state`, `step`, `rng`}) without the original training package.

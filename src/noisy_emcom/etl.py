@@ -1,15 +1,15 @@
-"""Ease of transfer learning (SPEC §8): new listeners learn tasks from a frozen speaker.
+"""Ease of transfer learning (docs/etl.md): new listeners learn tasks from a frozen speaker.
 
 The speaker comes from an LG(S)/LG(RL)/NLG training checkpoint and is never updated (no
 optimiser; its parameters are an argument of the jitted step, not a trained input). Its
 messages (`etl.decoding`) cross an erasure channel at the constant p = `etl.noise` when
-p > 0. The new listener is the message encoder of §3.3 (vocabulary V+1 with its own erased-token
-row when p > 0 and `etl.erased_token_embedding = own`, else V, id V aliased to V−1) and a task
-head on h ∈ R^H:
+p > 0. The new listener is the message encoder of docs/science.md#listener-message-encoder
+(vocabulary V+1 with its own erased-token row when p > 0 and `etl.erased_token_embedding = own`,
+else V, id V aliased to V−1) and a task head on h ∈ R^H:
 
 - `discrimination`: L = m·cᵀ, m = tanh(Linear(h)), c = tanh(Linear(view 1)); loss
   −log softmax(L_b)_b; `accuracy`.
-- `discriminationdist`: S = −‖p̂ − ẑ‖² on view 2 (§3.4); InfoNCE (§4.3); `accuracy`.
+- `discriminationdist`: S = −‖p̂ − ẑ‖² on view 2 and InfoNCE, as the LG(S) listener; `accuracy`.
 - `classification`: Linear(256) → ReLU → Linear(n_classes); softmax cross-entropy;
   `accuracy`, `rank5_accuracy`.
 - `attribute`: per attribute Linear(256) → ReLU → Linear(2); mean over attributes of the
@@ -18,10 +18,11 @@ head on h ∈ R^H:
   ReLU] → Conv3×3(3, no bias) → tanh; ½Σ(ŷ − y)²; `loss`, `mse`, `psnr` = 10·log10(4/mse).
 
 Training: objective = per-game mean of the task loss; `etl.steps_per_call` steps per dispatch in
-`lax.scan`, data order and keys of §4.6 from `etl.random_seed` (reusing `train.start_cursor`
-and `train.make_chunk_indices`), a learning curve CSV and atomic, resumable checkpoints.
+`lax.scan`, data order and keys as in training (docs/science.md#randomness-and-data-order) from
+`etl.random_seed` (reusing `train.start_cursor` and `train.make_chunk_indices`), a learning
+curve CSV and atomic, resumable checkpoints.
 Test: `etl.eval_epochs` passes over `test` in batches of `etl.batch_size` (remainder dropped),
-order and per-batch keys of §7.1 from `eval.seed`.
+order and per-batch keys of docs/tests.md#common-protocol from `eval.seed`.
 
 Labels are kept as integers on the device (the cross-entropy with integer labels equals the
 one with the one-hot encoding; a 10,178-wide one-hot table of CelebA would not fit), and images
@@ -55,7 +56,7 @@ from noisy_emcom.data import loader
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import Progress
 
-# Fields each task needs, and the dataset variants of SPEC §8 to name when they are missing.
+# Fields each task needs, and the dataset variants of docs/etl.md to name when they are missing.
 TASK_FIELDS = {
     "discrimination": ("logit",),
     "discriminationdist": ("logit",),
@@ -70,7 +71,7 @@ TASK_DATASETS = {
     "attribute": ("celeba_noimg", "shapes_noimg"),
     "reconstruction": ("celeba", "shapes"),
 }
-# The generated `debug` table (SPEC Appendix A): train rows 0..4095, test rows 4096..5119.
+# The generated `debug` table (docs/config.md): train rows 0..4095, test rows 4096..5119.
 DEBUG_FIELDS = ("logit", "label")
 IMAGE_SHAPE = (64, 64, 3)
 PNG_IMAGES = 32
@@ -721,7 +722,8 @@ def train_etl(
 
 
 def eval_setting(cfg: ml_collections.ConfigDict) -> evaluate.Setting:
-    """The §7.1 setting whose hash derives the per-batch keys of the ETL test pass."""
+    """The test setting whose hash derives the per-batch keys of the ETL test pass (as in
+    docs/tests.md#common-protocol)."""
     e = cfg.etl
     noisy_input = e.input_noise > 0
     view = "independent" if e.task == "discriminationdist" else "same"
@@ -796,7 +798,8 @@ def evaluate_listener(
     attribute_names: list[str] | None = None,
 ) -> EtlOutcome:
     """One (`etl.eval_epochs`) pass over the test split in batches of `etl.batch_size`,
-    remainder dropped; order and batch keys of §7.1 from `eval.seed` (repetition 0)."""
+    remainder dropped; order and batch keys of the tests (docs/tests.md) from `eval.seed`
+    (repetition 0)."""
     e = cfg.etl
     n, b = len(test_data.x), int(e.batch_size)
     if n < b:

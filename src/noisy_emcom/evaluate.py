@@ -1,10 +1,10 @@
-"""The four tests of the paper and the redundancy measures, as tidy rows (SPEC §7, §9).
+"""The four tests of the paper and the redundancy measures, as tidy rows (docs/tests.md).
 
     model = restore_model("runs/<run_id>/final.ckpt")
     data = load_eval_data("shapes_logits", "data/")
     rows = run_test("channel", model, data)          # pandas DataFrame, one row per setting
 
-Protocol (§7.1), shared by every test:
+Protocol (docs/tests.md#common-protocol), shared by every test:
 - test order: epoch e of repetition r is the permutation of the `test` split drawn with
   fold_in(fold_in(fold_in(PRNGKey(eval_seed), r), 0), e); batches of exactly K, remainder
   dropped; the order depends on (eval_seed, r, K) only, so all settings, decodings, tests and
@@ -18,10 +18,10 @@ Protocol (§7.1), shared by every test:
   channel parameters, masks, noise coefficient and view flag are traced arguments;
 - the listener takes the argmax; accuracy = total correct / total games.
 
-Unknown-token policy (§5.5): a listener with V embeddings reads id V as V−1 under ``alias``;
-under ``embed`` it gets one extra, never-trained row (``networks.with_erased_token_row``).
-Listeners trained with V+1 embeddings (NLG) always use their own row; the configured policy
-is still recorded in every row.
+Unknown-token policy (docs/science.md#unknown-token-policy): a listener with V embeddings reads
+id V as V−1 under ``alias``; under ``embed`` it gets one extra, never-trained row
+(``networks.with_erased_token_row``). Listeners trained with V+1 embeddings (NLG) always use
+their own row; the configured policy is still recorded in every row.
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class Model:
     """A restored speaker/listener pair ready for evaluation.
 
     ``nets`` are Haiku-style transforms (anything with ``.apply`` of the signatures in
-    docs/INTERFACES.md); ``listener_params`` already carry the erased-token row under ``embed``.
+    docs/interfaces.md); ``listener_params`` already carry the erased-token row under ``embed``.
     """
 
     cfg: ml_collections.ConfigDict
@@ -238,7 +238,7 @@ class Setting:
     listener_view: str | None = None
 
     def hash(self) -> int:
-        """h of §7.1 (``language.setting_hash`` of this setting's fields)."""
+        """The setting hash h (``language.setting_hash`` of this setting's fields)."""
         return lang.setting_hash(dataclasses.asdict(self))
 
     def channel_params(self, length: int) -> channels.ChannelParams:
@@ -255,14 +255,14 @@ class Setting:
         raise ValueError(f"unknown channel {self.channel!r}")
 
     def capacity_bits(self, vocab_size: int, length: int) -> float:
-        """Capacity of the message channel of this setting (§9.5; input noise not counted)."""
+        """Capacity of the message channel of this setting (input noise not counted)."""
         return lang.channel_capacity_bits(
             self.channel, self.channel_p or 0.0, self.n_masked or 0, vocab_size, length
         )
 
 
 def channel_settings(ev: ml_collections.ConfigDict, k: int) -> list[Setting]:
-    """§7.2: identity (p = 0); erasure at ``eval.erasure_ps``; substitution at
+    """docs/tests.md#channel-test: identity (p = 0); erasure at ``eval.erasure_ps``; substitution at
     ``eval.substitution_ps``."""
     out = [Setting("testchannel", k, "identity", 0.0)]
     out += [Setting("testchannel", k, "erasure", float(p)) for p in ev.erasure_ps]
@@ -271,7 +271,7 @@ def channel_settings(ev: ml_collections.ConfigDict, k: int) -> list[Setting]:
 
 
 def message_settings(ev: ml_collections.ConfigDict, k: int, length: int) -> list[Setting]:
-    """§7.3: fixed erasure of each subset of ``language.mask_subsets`` (51 with the defaults)."""
+    """docs/tests.md#message-test: fixed erasure of each subset of ``language.mask_subsets``."""
     subsets = lang.mask_subsets(length, ev.mask_counts, ev.max_mask_subsets, ev.mask_seed)
     return [
         Setting("testmessage", k, "fixed_erasure", None, n, lang.format_positions(pos), index)
@@ -280,7 +280,7 @@ def message_settings(ev: ml_collections.ConfigDict, k: int, length: int) -> list
 
 
 def input_settings(ev: ml_collections.ConfigDict, k: int) -> list[Setting]:
-    """§7.4: coefficient × listener view × (identity, erasure at ``eval.erasure_ps``)."""
+    """docs/tests.md#input-test: coefficient × view × (identity, erasure at ``eval.erasure_ps``)."""
     out = []
     for c in ev.input_noise_coeffs:
         for view in ev.listener_views:
@@ -299,7 +299,7 @@ def input_settings(ev: ml_collections.ConfigDict, k: int) -> list[Setting]:
 
 
 def topsim_settings(ev: ml_collections.ConfigDict, k: int) -> list[Setting]:
-    """§7.5: identity and erasure at ``eval.erasure_ps``."""
+    """docs/tests.md#topsim-test: identity and erasure at ``eval.erasure_ps``."""
     out = [Setting("testtopsim", k, "identity", 0.0)]
     return out + [Setting("testtopsim", k, "erasure", float(p)) for p in ev.erasure_ps]
 
@@ -330,7 +330,7 @@ def setting_key(eval_seed: int, repetition: int, h: int) -> jax.Array:
 
 
 def eval_batches(n_items: int, k: int, eval_seed: int, repetition: int, epochs: int) -> np.ndarray:
-    """Indices [epochs·⌊N/K⌋, K] int32 of the test batches, epoch after epoch (§7.1)."""
+    """Indices [epochs·⌊N/K⌋, K] int32 of the test batches, epoch after epoch."""
     if n_items < k:
         raise ValueError(
             f"config field 'eval.batch_sizes': K = {k} exceeds the {n_items} test examples"
@@ -495,7 +495,7 @@ def model_columns(model: Model, data: EvalData) -> dict[str, Any]:
 
 
 def bound_columns(setting: Setting, vocab_size: int, length: int) -> dict[str, float]:
-    """capacity_bits, fano_bound, fano_bound_tight of a setting at its K (§9.5)."""
+    """capacity_bits, fano_bound, fano_bound_tight of a setting at its K."""
     c = setting.capacity_bits(vocab_size, length)
     k = setting.eval_batch_size
     return {
@@ -574,12 +574,12 @@ def _accuracy_test(model: Model, data: EvalData, settings_for, mode: str) -> pd.
 
 
 def run_testchannel(model: Model, data: EvalData) -> pd.DataFrame:
-    """§7.2: one row per K × channel setting × decoding × repetition."""
+    """docs/tests.md#channel-test: one row per K × channel setting × decoding × repetition."""
     return _accuracy_test(model, data, lambda k: channel_settings(model.cfg.eval, k), "channel")
 
 
 def run_testmessage(model: Model, data: EvalData) -> pd.DataFrame:
-    """§7.3: one row per K × erased subset × decoding × repetition."""
+    """docs/tests.md#message-test: one row per K × erased subset × decoding × repetition."""
     length = model.cfg.length
     return _accuracy_test(
         model, data, lambda k: message_settings(model.cfg.eval, k, length), "message"
@@ -587,7 +587,7 @@ def run_testmessage(model: Model, data: EvalData) -> pd.DataFrame:
 
 
 def run_testinput(model: Model, data: EvalData) -> pd.DataFrame:
-    """§7.4: one row per K × coefficient × view × channel × decoding × repetition."""
+    """docs/tests.md#input-test: one row per K × coefficient × view × channel × decoding × rep."""
     return _accuracy_test(model, data, lambda k: input_settings(model.cfg.eval, k), "input")
 
 
@@ -639,7 +639,7 @@ class _MeaningCache:
 
 
 def run_testtopsim(model: Model, data: EvalData) -> pd.DataFrame:
-    """§7.5: topsim of post-channel messages, per K × channel × meaning × decoding × rep.
+    """docs/tests.md#topsim-test: post-channel topsim, per K × channel × meaning × decoding × rep.
 
     In each batch the first n_K games (``topsim_games``) are used; the value is the mean over
     batches ignoring NaN, with ``n_nan_batches``. Accuracy columns are filled as well.
@@ -678,7 +678,7 @@ def _measure_row(
 
 
 def language_measures(model: Model, data: EvalData) -> list[dict[str, Any]]:
-    """§9.1 pre-channel topsim (every repetition, the §7.5 protocol) and §9.4 entropies and
+    """Pre-channel topsim (every repetition, the topsim test's protocol) and the token entropies and
     uniqueness (repetition 0, first epoch: each test item once, remainder dropped), per K and
     decoding, on clean messages of the identity channel (``test = measures``)."""
     ev = model.cfg.eval
@@ -730,9 +730,10 @@ def language_measures(model: Model, data: EvalData) -> list[dict[str, Any]]:
 def redundancy_measures(
     message_rows: pd.DataFrame, length: int, vocab_size: int
 ) -> list[dict[str, Any]]:
-    """§9.2–9.3 from message-test rows: A_K(n) mean/min/max/normalised (``n_masked`` = n, with
-    the bounds of fixed erasure of n positions), R_K (``redundancy``), Δ_K(t)
-    (``erasure_sensitivity``), w_t (``erasure_weight``) and N_eff (``effective_positions``)."""
+    """Redundancy measures from message-test rows: A_K(n) mean/min/max/normalised
+    (``n_masked`` = n, with the bounds of fixed erasure of n positions), R_K (``redundancy``),
+    Δ_K(t) (``erasure_sensitivity``), w_t (``erasure_weight``) and N_eff
+    (``effective_positions``)."""
     if message_rows.empty:
         return []
     group = [
@@ -781,8 +782,9 @@ def redundancy_measures(
 def run_measures(
     model: Model, data: EvalData, message_rows: pd.DataFrame | None = None
 ) -> pd.DataFrame:
-    """All §9 measures of one model; ``message_rows`` (a ``testmessage`` table of the same
-    model) feeds §9.2–9.3, and is computed here with ``run_testmessage`` when not given."""
+    """All measures (docs/tests.md) of one model; ``message_rows`` (a ``testmessage`` table of the
+    same model) feeds A_K(n), R_K, Δ and N_eff, and is computed here with ``run_testmessage``
+    when not given."""
     if message_rows is None:
         message_rows = run_testmessage(model, data)
     own = configs.run_id(model.cfg)

@@ -1,4 +1,4 @@
-"""One round of the Lewis game as pure functions (SPEC §1, §2, §4.5, §7.1).
+"""One round of the Lewis game as pure functions (docs/science.md, docs/tests.md).
 
 Training: inputs → speaker (sample) → target speaker (forced) → channel → listener →
 rewards → objective J = (L_S + L_L)/B. Evaluation: the same path, forward only, argmax
@@ -104,7 +104,8 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, nets: Nets):
 def make_eval_batch(cfg: ml_collections.ConfigDict, nets: Nets, decoding: str):
     """fn(speaker, listener, x[K,D], key, channel, input_noise, independent_view) → EvalBatch.
 
-    The speaker sees view 1; candidates are view 2 if `independent_view` else view 1 (§5.4).
+    The speaker sees view 1; candidates are view 2 if `independent_view` else view 1
+    (docs/science.md#input-noise).
     Channel parameters, noise coefficient and view flag are traced: one compile per K.
     """
     if decoding not in ("sample", "greedy"):

@@ -1,14 +1,14 @@
-"""Language and redundancy measures (SPEC §7.1, §7.3, §9): pure numpy / pandas.
+"""Language and redundancy measures (docs/tests.md): pure numpy / pandas.
 
 Contents
-- message distances: vectorised Levenshtein over many pairs of messages (§9.1);
-- meaning distances: 2 − 2cos for features, 2 × fraction of differing attributes (§9.1);
+- message distances: vectorised Levenshtein over many pairs of messages;
+- meaning distances: 2 − 2cos for features, 2 × fraction of differing attributes;
 - topographic similarity: Spearman correlation with average ranks, NaN if a list is constant;
-- channel capacity, ``fano_bound`` and ``fano_bound_tight`` (§9.5);
-- per-position and pooled token entropies, unique-message ratio (§9.4);
-- accuracy versus the number of erased positions A_K(n), R_K (§9.2), per-position
-  sensitivity Δ_K(t), weights and N_eff (§9.3) from message-test rows;
-- the message-test subset generator (§7.3) and the stable setting hash h (§7.1).
+- channel capacity, ``fano_bound`` and ``fano_bound_tight``;
+- per-position and pooled token entropies, unique-message ratio;
+- accuracy versus the number of erased positions A_K(n), R_K, per-position sensitivity
+  Δ_K(t), weights and N_eff from message-test rows;
+- the message-test subset generator and the stable setting hash h.
 
 Nothing here uses JAX; every function is deterministic given its arguments.
 """
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 # --------------------------------------------------------------------------------------------
-# Result-table schema (§7.1). Shared with `noisy_emcom.evaluate`.
+# Result-table schema (docs/tests.md#result-rows). Shared with `noisy_emcom.evaluate`.
 # --------------------------------------------------------------------------------------------
 
 IDENTIFYING_COLUMNS: tuple[str, ...] = (
@@ -51,7 +51,7 @@ IDENTIFYING_COLUMNS: tuple[str, ...] = (
     "repetition",
     "n_epochs",
 )
-"""Identifying columns of every result row (§7.1); unused fields are empty."""
+"""Identifying columns of every result row (docs/tests.md#result-rows); unused fields are empty."""
 
 INT_COLUMNS: frozenset[str] = frozenset(
     {
@@ -104,7 +104,7 @@ METRIC_COLUMNS: tuple[str, ...] = (
     "fano_bound",
     "fano_bound_tight",
 )
-"""Metric columns of every accuracy row (§7.1)."""
+"""Metric columns of every accuracy row (docs/tests.md#result-rows)."""
 
 SUBSET_COLUMNS: tuple[str, ...] = ("n_masked", "masked_positions", "subset_index")
 """Identifying columns that vary within one message test (one value per erased subset)."""
@@ -231,7 +231,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def topsim(messages: np.ndarray, meanings: np.ndarray, meaning: str = "inputs") -> float:
-    """Topographic similarity (§9.1): Spearman(d_M, d_U) over all pairs i < j.
+    """Topographic similarity: Spearman(d_M, d_U) over all pairs i < j.
 
     Args:
       messages: [n, T] tokens. meanings: [n, D] features (``meaning="inputs"``) or [n, A]
@@ -297,7 +297,7 @@ def batched_meaning_distances(meanings: np.ndarray, meaning: str) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------------------------
-# Capacity and Fano bounds (§9.5)
+# Capacity and Fano bounds (docs/tests.md#capacity-and-fano-bounds)
 # --------------------------------------------------------------------------------------------
 
 
@@ -318,7 +318,7 @@ def channel_capacity_bits(
     vocab_size: int = 20,
     length: int = 10,
 ) -> float:
-    """Capacity in bits of one message (T uses of a memoryless per-symbol channel), §9.5.
+    """Capacity in bits of one message (T uses of a memoryless per-symbol channel).
 
     - ``identity``:      C = T·log2 V
     - ``erasure``:       C = T·(1 − p)·log2 V
@@ -355,7 +355,7 @@ def fano_bound(capacity_bits: float, num_candidates: int) -> float:
 
 
 def fano_bound_tight(capacity_bits: float, num_candidates: int, iterations: int = 100) -> float:
-    """Exact Fano bound on accuracy, 1 − P* (§9.5).
+    """Exact Fano bound on accuracy, 1 − P* (docs/tests.md#capacity-and-fano-bounds).
 
     P* is the smallest P_e ∈ [0, 1 − 1/K] with h2(P_e) + P_e·log2(K − 1) ≥ log2 K − C;
     P* = 0 when C ≥ log2 K. The left side increases on that interval (from 0 to log2 K), so
@@ -384,7 +384,7 @@ def fano_bound_tight(capacity_bits: float, num_candidates: int, iterations: int 
 
 
 # --------------------------------------------------------------------------------------------
-# Entropies and uniqueness (§9.4)
+# Entropies and uniqueness (docs/tests.md#token-entropy-and-uniqueness)
 # --------------------------------------------------------------------------------------------
 
 
@@ -427,7 +427,7 @@ def unique_message_ratio(messages: np.ndarray) -> float:
 
 
 # --------------------------------------------------------------------------------------------
-# Message-test subsets (§7.3) and setting hash (§7.1)
+# Message-test subsets and the setting hash (docs/tests.md#message-test, #common-protocol)
 # --------------------------------------------------------------------------------------------
 
 
@@ -448,7 +448,7 @@ def parse_positions(text: object) -> tuple[int, ...]:
 def mask_subsets(
     length: int, mask_counts: Sequence[int], max_subsets: int, mask_seed: int
 ) -> list[tuple[int, int, tuple[int, ...]]]:
-    """Erased-position subsets of the message test (§7.3).
+    """Erased-position subsets of the message test (docs/tests.md#message-test).
 
     For each n in ``mask_counts``: all C(T, n) subsets in lexicographic order if
     C(T, n) ≤ ``max_subsets``; otherwise ``max_subsets`` distinct subsets drawn with
@@ -490,11 +490,11 @@ HASH_FIELDS: tuple[str, ...] = (
     "input_noise",
     "listener_view",
 )
-"""Fields of a setting that enter its hash h (§7.1); model identity and decoding do not."""
+"""Fields of a setting that enter its hash h; model identity and decoding do not."""
 
 
 def setting_hash(setting: Mapping[str, object]) -> int:
-    """Stable 31-bit hash h of a test setting (§7.1).
+    """Stable 31-bit hash h of a test setting (docs/tests.md#common-protocol).
 
     h = int.from_bytes(SHA-256(json)[:4], "big") & 0x7FFFFFFF, where json is
     ``json.dumps({k: setting[k] for k in HASH_FIELDS}, sort_keys=True, separators=(",", ":"))``.
@@ -515,7 +515,7 @@ def setting_hash(setting: Mapping[str, object]) -> int:
 
 
 # --------------------------------------------------------------------------------------------
-# Redundancy summaries from message-test rows (§9.2, §9.3)
+# Redundancy summaries from message-test rows (docs/tests.md#accuracy-versus-erased-positions)
 # --------------------------------------------------------------------------------------------
 
 
@@ -536,12 +536,12 @@ def _check_columns(df: pd.DataFrame, needed: Sequence[str], what: str) -> None:
 
 
 def accuracy_vs_erased(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """A_K(n): mean, min and max accuracy over the subsets with |P| = n (§9.2).
+    """A_K(n): mean, min and max accuracy over the subsets with |P| = n.
 
     Args:
       df: message-test rows with at least ``n_masked`` and ``accuracy``, plus the grouping
-        columns. by: columns identifying one curve (default: every identifying column of §7.1
-        present in ``df`` except the subset columns and ``channel``/``channel_p``).
+        columns. by: columns identifying one curve (default: every identifying column present
+        in ``df`` except the subset columns and ``channel``/``channel_p``).
     Returns: one row per (group, n): the group columns, ``n_masked``, ``n_subsets``,
       ``accuracy_mean``, ``accuracy_min``, ``accuracy_max`` and ``accuracy_norm`` =
       A_K(n)/A_K(0) (NaN if the group has no n = 0 row or A_K(0) = 0).
@@ -566,7 +566,7 @@ def accuracy_vs_erased(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.
 
 
 def redundancy_summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.DataFrame:
-    """R_K = mean over n ≥ 1 of A_K(n)/A_K(0) (§9.2; n = 1..5 with the default mask counts).
+    """R_K = mean over n ≥ 1 of A_K(n)/A_K(0) (n = 1..5 with the default mask counts).
 
     Returns one row per group: the group columns and ``redundancy`` (1 = erasing positions
     costs nothing; NaN when A_K(0) is 0 or absent).
@@ -585,7 +585,7 @@ def redundancy_summary(df: pd.DataFrame, by: Sequence[str] | None = None) -> pd.
 
 
 def sensitivity_weights(delta: np.ndarray) -> np.ndarray:
-    """w_t = max(Δ_t, 0) / Σ_s max(Δ_s, 0); all NaN if no position matters (§9.3)."""
+    """w_t = max(Δ_t, 0) / Σ_s max(Δ_s, 0); all NaN if no position matters."""
     pos = np.maximum(np.asarray(delta, dtype=np.float64), 0.0)
     total = pos.sum()
     if not total > 0:
@@ -605,7 +605,7 @@ def effective_positions(delta: np.ndarray) -> float:
 def position_sensitivity(
     df: pd.DataFrame, length: int, by: Sequence[str] | None = None
 ) -> pd.DataFrame:
-    """Per-position erasure sensitivity Δ_K(t) = A_K(∅) − acc_K({t}) (§9.3).
+    """Per-position erasure sensitivity Δ_K(t) = A_K(∅) − acc_K({t}) (docs/tests.md).
 
     Args:
       df: message-test rows with ``n_masked``, ``masked_positions`` (``"3"`` for {3}) and

@@ -1,5 +1,5 @@
-"""Losses of the three games (SPEC §4). Each returns the *sum over games* of its terms and a
-dict of per-term sums; the objective divides by the number of games B.
+"""Losses of the three games (docs/science.md#losses). Each returns the *sum over games* of its
+terms and a dict of per-term sums; the objective divides by the number of games B.
 
 Shapes: B games, T tokens, V symbols, K candidates (= B in training).
 """
@@ -28,7 +28,7 @@ def kl_categorical(logits, target_logits):
 
 
 def speaker_loss(log_probs, entropies, values, logits, target_logits, rewards, coefs: SpeakerCoefs):
-    """L_S = L_pg + L_ent + L_V + L_KL, each Σ_b (1/T) Σ_t of (SPEC §4.1):
+    """L_S = L_pg + L_ent + L_V + L_KL, each Σ_b (1/T) Σ_t of (docs/science.md#speaker-loss):
 
     pg  = −(r_b − sg(V_bt))·log π_bt(a_bt)      ent = −β_H·H(π_bt)
     V   = β_V·(r_b − V_bt)²                      KL  = β_KL·KL(π_bt ‖ sg(π^tgt_bt))
@@ -48,7 +48,7 @@ def speaker_loss(log_probs, entropies, values, logits, target_logits, rewards, c
 def rl_listener_loss(
     scores, actions, value, rewards, critic_coef=1e-3, entropy_coef=1e-4, temperature=1.0
 ):
-    """L_L = Σ_b [−(r_b − sg(V_b))·log π_b(â_b) + β_c(r_b − V_b)² − β_LH·H(π_b)] (SPEC §4.2).
+    """L_L = Σ_b [−(r_b − sg(V_b))·log π_b(â_b) + β_c(r_b − V_b)² − β_LH·H(π_b)] (docs/science.md).
 
     scores [B,K] policy logits L; actions [B]; value [B]; rewards [B] (stopped). The critic
     gradient flows into L through V (faithful to the original).

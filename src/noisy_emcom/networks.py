@@ -1,4 +1,4 @@
-"""Speaker and listeners as Haiku modules (SPEC §3). All use Haiku's default initialisers.
+"""Speaker and listeners as Haiku modules (docs/science.md#networks), Haiku default initialisers.
 
 Shapes: B senders/games, K candidates, T message length, V vocabulary, D feature width.
 """
@@ -92,7 +92,7 @@ class Speaker(hk.Module):
 
 
 class MessageEncoder(hk.Module):
-    """Received tokens [B,T] → last LSTM output h [B,H] (SPEC §3.3). Ids ≥ vocab are aliased."""
+    """Received tokens [B,T] → last LSTM output h [B,H]. Ids ≥ vocab are aliased to vocab − 1."""
 
     def __init__(self, vocab_size: int, embed_dim: int, lstm_size: int, name="message_encoder"):
         super().__init__(name=name)
@@ -253,7 +253,8 @@ EMBED_PATH = "listener/message_encoder/token_embed"
 
 
 def with_erased_token_row(listener_params: hk.Params, random_seed: int) -> hk.Params:
-    """`embed` policy (SPEC §5.5): append one never-trained row, N(0,1) truncated at ±2.
+    """`embed` policy (docs/science.md#unknown-token-policy): append one never-trained row,
+    N(0,1) truncated at ±2.
 
     The row's key is fold_in(PRNGKey(random_seed), 7); build the listener with vocab V+1.
     """

@@ -1,9 +1,10 @@
 """Training: one jitted update, `steps_per_call` updates per dispatch in `lax.scan`, batches
-gathered on the device from a resident feature table, checkpoints and resume (SPEC §4.4–§4.7).
+gathered on the device from a resident feature table, checkpoints and resume (docs/science.md).
 
-Randomness (§4.6): root = PRNGKey(seed); (k_init, k_data, k_train) = split(root, 3); epoch e
-order = permutation(fold_in(k_data, e), N); step s key = fold_in(k_train, s). Every random
-quantity of step s is a function of (seed, s), so a resumed run equals an uninterrupted one.
+Randomness (docs/science.md#randomness-and-data-order): root = PRNGKey(seed);
+(k_init, k_data, k_train) = split(root, 3); epoch e order = permutation(fold_in(k_data, e), N);
+step s key = fold_in(k_train, s). Every random quantity of step s is a function of (seed, s), so
+a resumed run equals an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ class TrainState(NamedTuple):
 
 
 class Cursor(NamedTuple):
-    """Position in the endless stream of epoch permutations (§4.6)."""
+    """Position in the endless stream of epoch permutations (docs/science.md)."""
 
     epoch: jax.Array  # int32, epoch of the next batch's first element
     pos: jax.Array  # int32, offset of that element in the epoch
@@ -84,7 +85,7 @@ def root_keys(seed: int):
 
 
 def init_state(cfg: ml_collections.ConfigDict, nets: Nets, feature_dim: int, k_init) -> TrainState:
-    """Speaker and listener from k_init; the target speaker is an exact copy (§3.2).
+    """Speaker and listener from k_init; the target speaker is an exact copy (docs/science.md).
 
     One computation compiled with little optimisation (`xla.run_once`).
     """
@@ -234,7 +235,7 @@ class TrainResult(NamedTuple):
 
 
 def check_schedule(cfg: ml_collections.ConfigDict) -> int:
-    """Effective steps per dispatch; the step counts must be multiples of it (§4.5)."""
+    """Effective steps per dispatch; the step counts must be multiples of it (docs/config.md)."""
     per_call = min(cfg.steps_per_call, cfg.training_steps)
     for field in ("training_steps", "log_every", "checkpoint_every"):
         if cfg[field] % per_call:
@@ -314,7 +315,7 @@ def train(
     stop_at_step: int | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
 ) -> TrainResult:
-    """Train one game on `features` (the train split [N,D]) into `run_dir` (Appendix B layout).
+    """Train one game on `features` (the train split [N,D]) into `run_dir` (results/README.md).
 
     Resumes from the newest valid checkpoint of `run_dir`; a run whose final checkpoint exists
     returns it at once. `stop_at_step` stops (with a checkpoint) like SIGTERM would.

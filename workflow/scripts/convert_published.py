@@ -1,4 +1,4 @@
-"""Convert a published TFRecord TFDS folder (SPEC §6.4) to array_record, version 1.0.0.
+"""Convert a published TFRecord TFDS folder (docs/data.md) to array_record, version 1.0.0.
 
 Reads SRC (a version folder with <name>-<split>.tfrecord-* shards); writes
 DATA_DIR/<tfds_name>/1.0.0/. Needs TensorFlow: pip install -e '.[tf]'.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Test one trained ETL listener (SPEC §8) and write its result rows.
+"""Test one trained ETL listener (docs/etl.md) and write its result rows.
 
     python workflow/scripts/etl_test.py --checkpoint $RUN/final.ckpt \
         --listener $RUN/etl/reconstruction-shapes-p0.0-sample/listener.ckpt \

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Train one ETL listener (SPEC §8) on the frozen language of a trained speaker (and test it).
+"""Train one ETL listener (docs/etl.md) on the frozen language of a trained speaker (and test it).
 
     RUN=results/runs/lg_rl-shapes_logits-b1024-p0.0-s0
     python workflow/scripts/etl_train.py --checkpoint $RUN/final.ckpt \

@@ -1,4 +1,4 @@
-"""Extract BYOL ResNet-50 features (SPEC §6.3) from raw CelebA or ImageNet images.
+"""Extract BYOL ResNet-50 features (docs/data.md#byol-features) from raw CelebA or ImageNet images.
 
 celeba:   reads ROOT/{img_align_celeba/, identity_CelebA.txt, list_attr_celeba.txt,
           list_landmarks_align_celeba.txt}; writes OUT (.npz: logit [N,2048], image_id [N]).

@@ -1,4 +1,4 @@
-"""Generate one raw `shapes` split (SPEC §6.5) as an .npz file.
+"""Generate one raw `shapes` split (docs/data.md#shapes) as an .npz file.
 
 Writes OUT (.npz: image, label, image_id, attributes, landmarks, factor_*), atomically.
 """

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Run tests (SPEC §7) and the measures (§9) of one trained model; write one table each.
+"""Run the tests and the measures (docs/tests.md) of one trained model; write one table each.
 
     RUN=results/runs/<run_id>
     python workflow/scripts/test.py --mode channel --checkpoint $RUN/final.ckpt \

@@ -1,4 +1,4 @@
-"""Train the `shapes` CNN encoder (SPEC §6.5) on a raw train split.
+"""Train the `shapes` CNN encoder (docs/data.md#shapes) on a raw train split.
 
 Reads TRAIN (.npz from make_shapes.py); writes PARAMS (.npz) and METRICS (.json), atomically.
 """

@@ -40,7 +40,7 @@ def get_config(
 
 
 def resolve(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Fill derived values (SPEC Appendix A) and check ranges; returns the same object."""
+    """Fill derived values (docs/config.md) and check ranges; returns the same object."""
     if cfg.get("experiment") == "etl":
         from noisy_emcom.configs import etl
 
@@ -192,7 +192,7 @@ def from_json(text: str) -> ml_collections.ConfigDict:
 
 
 def run_id(cfg: ml_collections.ConfigDict) -> str:
-    """`<game>-<dataset>-b<B>-p<p_max>-s<seed>` (SPEC Appendix B)."""
+    """`<game>-<dataset>-b<B>-p<p_max>-s<seed>` (docs/config.md#run-ids-and-layout)."""
     return (
         f"{cfg.game}-{cfg.dataset.name}-b{cfg.batch_size}-p{float(cfg.channel.p_max)}"
         f"-s{cfg.random_seed}"

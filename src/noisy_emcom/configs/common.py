@@ -1,4 +1,4 @@
-"""Shared building blocks of the presets: defaults are the paper's values (SPEC Appendix A)."""
+"""Shared building blocks of the presets: defaults are the paper's values (docs/config.md)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def adam(learning_rate: float) -> ml_collections.ConfigDict:
 
 
 def eval_config() -> ml_collections.ConfigDict:
-    """Evaluation protocol of SPEC §7 (shared by every preset)."""
+    """Evaluation protocol of docs/tests.md (shared by every preset)."""
     return ml_collections.ConfigDict(
         {
             "seed": 42,
@@ -51,7 +51,7 @@ def eval_config() -> ml_collections.ConfigDict:
 
 
 def game_config(experiment: str, dataset: str, p_max: float) -> ml_collections.ConfigDict:
-    """The full training config of one game (SPEC §2–§5, Appendix A)."""
+    """The full training config of one game (docs/science.md, docs/config.md)."""
     if experiment not in GAMES:
         raise ValueError(f"unknown experiment {experiment!r}; expected one of {sorted(GAMES)}")
     if dataset not in DATASETS:

@@ -1,10 +1,12 @@
-"""ETL: new listeners on a frozen speaker's language (SPEC §8). Sweep: `<dataset>_<task>_<noise>`.
+"""ETL preset (docs/etl.md): new listeners on a frozen speaker's language.
+
+Sweep: `<dataset>_<task>_<noise>`.
 
 The sweep is split from the right, since dataset names contain underscores:
 `shapes_noimg_attribute_0.5` → dataset `shapes_noimg`, task `attribute`, noise 0.5.
 
 Fields left at their "derive" value (0, -1.0 or "") are filled by `resolve` after the
-command-line overrides, from the task and dataset (SPEC Appendix A `etl.*`):
+command-line overrides, from the task and dataset (docs/config.md#etl-preset-etl):
 `training_steps` 10,000 (30,000 for `classification` on CelebA), `batch_size` 128 (4,096 for
 `discriminationdist`), `input_noise` 0.5 for `discrimination*` (else 0), the optimiser
 (Adam 1e-3; `reconstruction`: clip by global norm 500 then AdamW 3e-4, β = (0.9, 0.9),
@@ -46,7 +48,7 @@ def get_config(sweep: str = "shapes_logits_discrimination_0.0") -> ml_collection
         {
             "experiment": "etl",
             "dataset": {"name": dataset, "data_dir": ""},
-            # The new listener's message encoder (SPEC §3.3).
+            # The new listener's message encoder (docs/science.md#listener-message-encoder).
             "listener": {"embed_dim": 10, "lstm_size": 512},
             "eval": {"seed": 42},
             "etl": {

@@ -51,7 +51,7 @@ def read_npz(path: str | Path, keys=None, what: str = "array file") -> dict[str,
 
 
 def make_shapes(split: str, num: int, seed: int, out: str | Path) -> Path:
-    """Generate one raw `shapes` split (SPEC §6.5) → `.npz`."""
+    """Generate one raw `shapes` split (docs/data.md#shapes) → `.npz`."""
     if split not in shapes.SPLIT_INDEX:
         raise DataError(f"unknown shapes split {split!r}; expected train, valid or test")
     return files.save_npz(out, shapes.generate(num, split, seed))

@@ -1,4 +1,4 @@
-"""Conversion of the published TFRecord TFDS folders (SPEC §6.4) to this project's
+"""Conversion of the published TFRecord TFDS folders (docs/data.md) to this project's
 array_record layout, version 1.0.0. Reading TFRecords needs TensorFlow (extra `[tf]`).
 
 The published metadata is not trusted (one archive lacks `dataset_info.json`): splits come

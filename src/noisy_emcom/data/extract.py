@@ -1,4 +1,4 @@
-"""Batched, jitted BYOL ResNet-50 feature extraction from image files (SPEC §6.3)."""
+"""Batched, jitted BYOL ResNet-50 feature extraction from image files (docs/data.md)."""
 
 from __future__ import annotations
 

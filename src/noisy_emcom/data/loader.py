@@ -1,4 +1,4 @@
-"""Loading datasets into numpy (SPEC §6.6; contract in docs/INTERFACES.md).
+"""Loading datasets into numpy (docs/data.md#loading; contract in docs/interfaces.md).
 
 `dataset` is a sweep name (`shapes_logits`, `imagenet`, `celeba_noimg`, ..., optionally
 `name:version`) read with `tfds.data_source` from `data_dir`, or a path to

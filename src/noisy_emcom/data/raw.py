@@ -1,5 +1,5 @@
 """Raw inputs: image decoding, BYOL evaluation preprocessing, CelebA annotations and split
-rule (SPEC §6.2), ImageNet folder trees (SPEC §6.3)."""
+rule (docs/data.md#celeba), ImageNet folder trees (docs/data.md#byol-features)."""
 
 from __future__ import annotations
 
@@ -265,7 +265,7 @@ def read_celeba_annotations(root: str | Path) -> CelebAAnnotations:
 
 
 def celeba_custom_split(identity: np.ndarray) -> np.ndarray:
-    """Custom split (SPEC §6.2) of images in file order → [N] split names.
+    """Custom split (docs/data.md#celeba) of images in file order → [N] split names.
 
     k = number of earlier images of the same identity; k > 0 and k mod 5 = 0 → held out:
     `valid` for even identities, `test` for odd; everything else `train`.

@@ -1,4 +1,4 @@
-"""Registry of the dataset variants (SPEC §6.1): sweep name → TFDS name, family, fields."""
+"""Registry of the dataset variants (docs/data.md): sweep name → TFDS name, family, fields."""
 
 from __future__ import annotations
 

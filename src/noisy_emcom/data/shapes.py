@@ -1,4 +1,4 @@
-"""The embedded `shapes` dataset (SPEC §6.5): a deterministic, vectorised generator.
+"""The embedded `shapes` dataset (docs/data.md#shapes): a deterministic, vectorised generator.
 
 Example i of split s uses `numpy.random.default_rng([seed, s, i])` and draws, in order:
 shape, colour, size, background (integers), c_x, c_y, θ (uniform), then the 64×64×3 noise
@@ -142,7 +142,7 @@ def _inside_polygon(u: np.ndarray, v: np.ndarray, verts: np.ndarray) -> np.ndarr
 
 
 def inside_shape(shape: int, u: np.ndarray, v: np.ndarray) -> np.ndarray:
-    """Membership of local unit-circumradius points (u, v) in `shape` (SPEC §6.5 geometry)."""
+    """Membership of local unit-circumradius points (u, v) in `shape` (docs/data.md#shapes)."""
     if shape == 0:
         return u * u + v * v <= 1.0
     if shape == 1:
@@ -196,7 +196,7 @@ def coverage(
 
 
 def draw_factors(seed: int, split: int, index: int) -> tuple[dict, np.ndarray]:
-    """Factors and noise [64,64,3] of one example, in the SPEC's rng draw order."""
+    """Factors and noise [64,64,3] of one example, in the rng draw order of docs/data.md#shapes."""
     rng = np.random.default_rng([seed, split, index])
     shape = int(rng.integers(0, 6))
     colour = int(rng.integers(0, 8))
@@ -246,7 +246,7 @@ def luma(rgb: np.ndarray) -> np.ndarray:
 
 
 def attributes(shape, colour, size, background, cx, cy, theta) -> np.ndarray:
-    """The 40 boolean attributes of SPEC §6.5 (order `ATTRIBUTE_NAMES`) → [N, 40] bool."""
+    """The 40 boolean attributes of docs/data.md#shapes (order `ATTRIBUTE_NAMES`) → [N, 40] bool."""
     radius = RADII[size]
     x_min, y_min, x_max, y_max = bounding_boxes(shape, cx, cy, radius, theta).T
     period = PERIODS[shape]

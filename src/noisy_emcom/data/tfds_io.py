@@ -3,7 +3,7 @@
 
 A dataset is given as flat numpy arrays per split (`logit` [N,D], `image_id` [N], `label` [N],
 `attributes` [N,40] bool, `landmarks` [N,10], `factor_<name>` [N], `image` [N,64,64,3],
-`file_name` [N] str); this module nests them into the feature dicts of SPEC §6.1. Records keep
+`file_name` [N] str); this module nests them into the feature dicts of docs/data.md. Records keep
 the given order (shuffling disabled), so all variants of a family share split order.
 """
 
@@ -27,7 +27,7 @@ DESCRIPTIONS = {
     "features and the class label (rank of the sorted WordNet id).",
     "celeba": "CelebA aligned faces encoded by the BYOL ResNet-50 (1x) trunk: 2048-d pooled "
     "features, identity, 40 attributes, 5 landmarks and (image variant) a 64x64 crop.",
-    "shapes": "Procedurally generated 64x64 images of coloured shapes (noisy_emcom SPEC 6.5) "
+    "shapes": "Procedurally generated 64x64 images of coloured shapes (noisy_emcom docs/data.md) "
     "encoded by a small CNN trained on the 48 shape-colour classes.",
 }
 CITATIONS = {

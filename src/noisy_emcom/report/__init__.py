@@ -5,12 +5,14 @@
 
 Modules: ``io`` (reading the per-run files, atomic writes), ``aggregate`` (run-level values,
 mean ± std over seeds), ``tables`` (paper-style tables as CSV, Markdown, LaTeX), ``figures``
-(seaborn/matplotlib, PNG and SVG), ``claims`` (SPEC §10.3), ``build`` (the whole stage).
+(seaborn/matplotlib, PNG and SVG), ``claims`` (the paper's claims, docs/science.md#claims),
+``build`` (the whole stage, including the page ``results.md``).
 Nothing here imports JAX.
 """
 
 from noisy_emcom.report.build import (
     MANIFEST,
+    RESULTS_PAGE,
     ReportInputs,
     ReportOptions,
     build_report,
@@ -21,6 +23,7 @@ from noisy_emcom.report.io import ReportInputError
 
 __all__ = [
     "MANIFEST",
+    "RESULTS_PAGE",
     "ReportInputs",
     "ReportOptions",
     "ReportInputError",

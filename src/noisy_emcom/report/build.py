@@ -6,8 +6,10 @@
 Which outputs are written depends only on which input families are given (non-empty file
 lists; for tests, which of the four tests): ``expected_outputs`` lists them, so that the
 pipeline can declare them. A family whose files hold no usable rows still gets its files
-(empty tables, "no data" figures). Every file is written under a temporary name and renamed;
-``manifest.json`` (written last) lists every output with its size and SHA-256.
+(empty tables, "no data" figures). ``results.md`` assembles every paper table's Markdown and
+the claims check into one page (the source of ``docs/results.md``: ``make results-page``).
+Every file is written under a temporary name and renamed; ``manifest.json`` (written last)
+lists every output with its size and SHA-256.
 """
 
 from __future__ import annotations
@@ -48,6 +50,16 @@ TEST_VALUES = (
 TABLE_FORMATS = ("csv", "md", "tex")
 FIGURE_FORMATS = ("png", "svg")
 MANIFEST = "manifest.json"
+RESULTS_PAGE = "results.md"
+# Sections of results.md, in order: (paper table stem, heading).
+PAGE_SECTIONS = (
+    ("table_channel", "Channel test"),
+    ("table_message", "Message test"),
+    ("table_redundancy", "Redundancy measures"),
+    ("table_topsim", "Topographic similarity"),
+    ("table_input", "Input test"),
+    ("table_etl", "Ease of transfer learning (ETL)"),
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,23 +105,23 @@ def expected_outputs(
         if test not in tests:
             continue
         out += _data_files(test) + _data_files(f"{test}_agg")
-        out += _table_files(tables.SPECS[TEST_TABLE[test]].name)
+        out += _table_files(tables.PAPER_TABLES[TEST_TABLE[test]].name)
         for fig in TEST_FIGURES.get(test, ()):
             out += _figure_files(fig)
     if measures:
         out += _data_files("measures") + _data_files("measures_agg")
-        out += _table_files(tables.SPECS["redundancy"].name)
+        out += _table_files(tables.PAPER_TABLES["redundancy"].name)
         out += _figure_files("fig_erasure_sensitivity")
     if train_logs:
         out += _data_files("train_logs") + _data_files("train_logs_agg")
         out += _figure_files("fig_learning_curves")
     if etl:
         out += _data_files("etl") + _data_files("etl_agg")
-        out += _table_files(tables.SPECS["etl"].name)
+        out += _table_files(tables.PAPER_TABLES["etl"].name)
         out += _figure_files("fig_etl")
     if etl_curves:
         out += _data_files("etl_curves") + _data_files("etl_curves_agg")
-    out += ["tables/claims.csv", "tables/claims.md", MANIFEST]
+    out += ["tables/claims.csv", "tables/claims.md", RESULTS_PAGE, MANIFEST]
     return out
 
 
@@ -119,6 +131,7 @@ class _Writer:
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
         self.written: list[Path] = []
+        self.markdown: dict[str, str] = {}  # paper table stem → its Markdown
 
     def _path(self, rel: str) -> Path:
         return self.out_dir / rel
@@ -137,7 +150,8 @@ class _Writer:
         stem = table.spec.name
         csv = self._path(f"tables/{stem}.csv")
         self.written.append(rio.atomic_write(csv, lambda p: table.wide.to_csv(p, index=False)))
-        self.text(f"tables/{stem}.md", tables.to_markdown(table))
+        self.markdown[stem] = tables.to_markdown(table)
+        self.text(f"tables/{stem}.md", self.markdown[stem])
         self.text(f"tables/{stem}.tex", tables.to_latex(table))
 
     def figure(self, stem: str, fig) -> None:
@@ -166,6 +180,32 @@ class _Writer:
         path = rio.atomic_text(self._path(MANIFEST), body)
         self.written.append(path)
         return path
+
+
+def _demote_headings(markdown: str) -> str:
+    """One more ``#`` on every ATX heading, so a page's ``# title`` nests under ``##``."""
+    return "\n".join("#" + line if line.startswith("#") else line for line in markdown.split("\n"))
+
+
+def results_page(
+    markdown: dict[str, str], claims_md: str, options: ReportOptions, rows: dict[str, int]
+) -> str:
+    """The Markdown page ``results.md``: a short header, each paper table present (in the
+    order of ``PAGE_SECTIONS``) under its own heading, then the claims check."""
+    counts = ", ".join(f"{name} {n}" for name, n in rows.items()) or "none"
+    lines = [
+        "# Results",
+        "",
+        "Assembled by the report stage from `tables/*.md` and `tables/claims.md` of the same "
+        f"folder. Cells are mean ± std over training seeds; speaker decoding `{options.decoding}`; "
+        f"claims tolerance {options.tolerance:g}. Rows read: {counts}.",
+        "",
+    ]
+    for stem, heading in PAGE_SECTIONS:
+        if stem in markdown:
+            lines += [f"## {heading}", "", markdown[stem].rstrip(), ""]
+    lines += [_demote_headings(claims_md).rstrip(), ""]
+    return "\n".join(lines)
 
 
 def _curve_values(df: pd.DataFrame) -> list[str]:
@@ -241,7 +281,10 @@ def build_report(
     w.written.append(
         rio.atomic_write(out_dir / "tables/claims.csv", lambda p: frame.to_csv(p, index=False))
     )
-    w.text("tables/claims.md", claims_mod.to_markdown(results, options.decoding, options.tolerance))
+    claims_md = claims_mod.to_markdown(results, options.decoding, options.tolerance)
+    w.text("tables/claims.md", claims_md)
+    rows = {name: int(len(df)) for name, df in data.items()}
+    w.text(RESULTS_PAGE, results_page(w.markdown, claims_md, options, rows))
 
     families = {
         "tests": [t for t in rio.TESTS if t in data],
@@ -265,7 +308,7 @@ def build_report(
                 f.name: [str(p) for p in getattr(inputs, f.name)]
                 for f in dataclasses.fields(inputs)
             },
-            "rows": {name: int(len(df)) for name, df in data.items()},
+            "rows": rows,
         }
     )
     return w.written

@@ -1,4 +1,4 @@
-"""Check of the qualitative claims of SPEC §10.3 on the aggregated results.
+"""Check of the paper's qualitative claims (docs/science.md#claims) on the aggregated results.
 
 Every comparison is between seed means (mean ± std over training seeds of run-level values,
 ``decoding = sample`` by default), within one configuration (dataset, training batch size and
@@ -11,8 +11,8 @@ Reading of the claims (``tol`` = the tolerance, default 0.02 in accuracy units):
    NLG − best LG at the largest p exceeds the margin at the smallest p, at every K.
 2. p = 0 (testchannel identity): |NLG − LG(RL)| ≤ tol at every K.
 3. p = 0: LG(RL) ≥ LG(S) − tol at every K.
-4. redundancy R_K (§9.2; from testmessage, else from the measures): NLG > every LG game at
-   every K.
+4. redundancy R_K (docs/tests.md#accuracy-versus-erased-positions; from testmessage, else
+   from the measures): NLG > every LG game at every K.
 5. retained accuracy (perturbed / clean at the same K, clean = testchannel identity): under
    input noise (testinput, identity channel, c = 1 or the largest c, each listener view) and
    under substitution (testchannel, each p), NLG ≥ every LG game − tol.
@@ -145,7 +145,7 @@ def _channel_runs(channel: pd.DataFrame, decoding: str) -> pd.DataFrame:
     data = tables.select("channel", channel, decoding)
     if data.empty:
         return data
-    data = _with_config(data, tables.SPECS["channel"])
+    data = _with_config(data, tables.PAPER_TABLES["channel"])
     data["channel"] = data["channel"].astype(str)
     return data
 
@@ -227,7 +227,7 @@ def _redundancy_runs(message: pd.DataFrame, measures: pd.DataFrame, decoding: st
     """Run-level R_K with columns run_id, seed, config, model, eval_batch_size, redundancy."""
     data = tables.select("message", message, decoding)
     if not data.empty:
-        data = _with_config(data, tables.SPECS["message"])
+        data = _with_config(data, tables.PAPER_TABLES["message"])
         keys = ["config", "model", "game", "eval_batch_size"]
         curve = agg.run_level(data, [*keys, "n_masked"], "accuracy")
         base = curve[curve["n_masked"] == 0][["run_id", *keys, "accuracy"]]
@@ -241,7 +241,7 @@ def _redundancy_runs(message: pd.DataFrame, measures: pd.DataFrame, decoding: st
         data = data[data["measure"].astype(str) == "redundancy"]
     if data.empty:
         return pd.DataFrame(), ""
-    data = _with_config(data, tables.SPECS["redundancy"])
+    data = _with_config(data, tables.PAPER_TABLES["redundancy"])
     keys = ["config", "model", "game", "eval_batch_size"]
     runs = agg.run_level(data, keys, "value").rename(columns={"value": "redundancy"})
     return runs, "measures"
@@ -290,7 +290,7 @@ def claim_5(
         perturbed.append(agg.run_level(subst, [*keys, "setting"], "accuracy"))
     inp = tables.select("input", inputs, decoding)
     if not inp.empty:
-        inp = _with_config(inp, tables.SPECS["input"])
+        inp = _with_config(inp, tables.PAPER_TABLES["input"])
         inp = inp[(inp["channel"].astype(str) == "identity") & (inp["input_noise"] > 0)]
     if not inp.empty:
         coeffs = sorted(inp["input_noise"].dropna().unique())
@@ -355,7 +355,7 @@ def claim_7(etl: pd.DataFrame, tol: float) -> list[ClaimResult]:
     data = etl[etl["metric"].astype(str).isin(list(ETL_TOLERANCE))]
     if data.empty:
         return results
-    data = _with_config(data, tables.SPECS["etl"])
+    data = _with_config(data, tables.PAPER_TABLES["etl"])
     keys = ["model", "task", "etl_dataset", "metric", "etl_noise"]
     for config, part in _scopes(data):
         lg, nlg = _models(part)
@@ -391,8 +391,8 @@ def claim_7(etl: pd.DataFrame, tol: float) -> list[ClaimResult]:
 def evaluate_claims(
     results: dict[str, pd.DataFrame], decoding: str = "sample", tol: float = 0.02
 ) -> list[ClaimResult]:
-    """All claims of §10.3 on the concatenated tables ``results`` (keys testchannel,
-    testmessage, testinput, testtopsim, measures, etl; any may be absent or empty).
+    """All claims (docs/science.md#claims) on the concatenated tables ``results`` (keys
+    testchannel, testmessage, testinput, testtopsim, measures, etl; any may be absent or empty).
 
     Returns one overall result per claim (scope ``all``) followed by the per-scope results.
     """
@@ -442,7 +442,7 @@ def to_frame(results: list[ClaimResult]) -> pd.DataFrame:
 
 def to_markdown(results: list[ClaimResult], decoding: str, tol: float) -> str:
     lines = [
-        "# Claims of SPEC §10.3",
+        "# Claims of the paper (docs/science.md#claims)",
         "",
         f"Seed means (mean ± std over training seeds, n = seeds), decoding = {decoding}, "
         f"tolerance = {tol:g}. ✓/✗ mark each check.",

@@ -54,7 +54,7 @@ def _seed_mean_lines(data: pd.DataFrame, spec: str, x: str, y: str) -> tuple[sns
     """Per-run means of `y` by (config, model, K, x), drawn by `_model_lines` with a row per
     varying configuration of table `spec` → (grid, whether configurations vary)."""
     data = agg.add_model(data)
-    data, multi = _config_column(data, tables.config_levels(data, tables.SPECS[spec]))
+    data, multi = _config_column(data, tables.config_levels(data, tables.PAPER_TABLES[spec]))
     runs = agg.run_level(data, ["config", "model", "eval_batch_size", x], y)
     runs[x] = runs[x].astype(float)
     runs["model"] = runs["model"].astype(str)
@@ -128,7 +128,7 @@ def accuracy_vs_p(channel: pd.DataFrame, decoding: str = "sample") -> plt.Figure
     if data.empty:
         return _empty_figure(title)
     data = agg.add_model(data)
-    data, multi = _config_column(data, tables.config_levels(data, tables.SPECS["channel"]))
+    data, multi = _config_column(data, tables.config_levels(data, tables.PAPER_TABLES["channel"]))
     data["channel"] = data["channel"].astype(str)
     keys = ["config", "model", "channel", "channel_p", "eval_batch_size"]
     runs = _with_identity_at_zero(agg.run_level(data, keys, "accuracy"))
@@ -213,7 +213,7 @@ def etl_bars(etl: pd.DataFrame) -> plt.Figure:
     if data.empty:
         return _empty_figure(title)
     data = agg.add_model(data)
-    data, multi = _config_column(data, tables.config_levels(data, tables.SPECS["etl"]))
+    data, multi = _config_column(data, tables.config_levels(data, tables.PAPER_TABLES["etl"]))
     data["panel"] = (
         data["task"].astype(str)
         + " ("
@@ -245,7 +245,7 @@ def etl_bars(etl: pd.DataFrame) -> plt.Figure:
 
 
 def erasure_sensitivity(measures: pd.DataFrame, decoding: str = "sample") -> plt.Figure:
-    """Per-position erasure sensitivity Δ_K(t) = A_K(∅) − acc_K({t}) per game (§9.3)."""
+    """Per-position erasure sensitivity Δ_K(t) = A_K(∅) − acc_K({t}) per game."""
     title = "Per-position erasure sensitivity"
     data = measures
     if not data.empty:

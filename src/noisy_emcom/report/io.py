@@ -1,12 +1,12 @@
 """Reading the per-run result files and writing report outputs atomically.
 
-Inputs (SPEC Appendix B), always given as explicit file lists:
-- ``runs/<run_id>/tests/<test>.csv``: §7 rows, every identifying column of §7.1;
-- ``runs/<run_id>/measures.csv``: §9 long rows ``measure, meaning, message_stage, position,
-  value`` beside the identifying columns;
+Inputs (layout in results/README.md), always given as explicit file lists:
+- ``runs/<run_id>/tests/<test>.csv``: test rows with every identifying column (docs/tests.md);
+- ``runs/<run_id>/measures.csv``: long rows ``measure, meaning, message_stage, position, value``
+  beside the identifying columns;
 - ``runs/<run_id>/train_log.csv``: ``train.LOG_COLUMNS``; the run's identity comes from the
   ``config.json`` beside it (or, without one, from the run directory's name);
-- ``runs/<run_id>/etl/<task>-<etl_dataset>-p<noise>-<decoding>/results.csv`` (§8 long rows
+- ``runs/<run_id>/etl/<task>-<etl_dataset>-p<noise>-<decoding>/results.csv`` (long rows
   ``metric, value``) and ``curve.csv`` (the ETL learning curve); identity columns missing
   from a file are filled from ``config.json`` / the run id and from the ETL directory name.
 
@@ -32,7 +32,7 @@ from noisy_emcom.language import IDENTIFYING_COLUMNS
 TESTS: tuple[str, ...] = ("testchannel", "testmessage", "testinput", "testtopsim")
 
 METRIC_COLUMNS = language.METRIC_COLUMNS
-"""Metric columns of every accuracy row (§7.1), as written by ``noisy_emcom.evaluate``."""
+"""Metric columns of every accuracy row (docs/tests.md), as written by ``noisy_emcom.evaluate``."""
 
 TOPSIM_VALUE_COLUMNS: tuple[str, ...] = (
     "topsim",
@@ -59,7 +59,7 @@ RUN_COLUMNS: tuple[str, ...] = (
     "train_noise",
     "seed",
 )
-"""Columns naming a training run (Appendix B run id)."""
+"""Columns naming a training run (the run id, docs/config.md#run-ids-and-layout)."""
 
 STRING_COLUMNS = language.STR_COLUMNS | {"task", "etl_dataset", "metric"}
 INT_COLUMNS = language.INT_COLUMNS | {"etl_seed", "etl_steps", "step"}

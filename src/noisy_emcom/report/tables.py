@@ -78,7 +78,7 @@ class PaperTable:
     notes: list[str]
 
 
-SPECS = {
+PAPER_TABLES = {
     "channel": TableSpec(
         "table_channel",
         "Channel test: accuracy (mean ± std over seeds) by candidates K",
@@ -193,8 +193,8 @@ def _sort_frame(df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
 
 
 def build(kind: str, df: pd.DataFrame, decoding: str = "sample") -> PaperTable:
-    """The paper table ``kind`` (a key of ``SPECS``) from a concatenated table."""
-    spec = SPECS[kind]
+    """The paper table ``kind`` (a key of ``PAPER_TABLES``) from a concatenated table."""
+    spec = PAPER_TABLES[kind]
     data = select(kind, df, decoding)
     notes = []
     if kind not in ("etl",):
@@ -310,4 +310,4 @@ def to_latex(table: PaperTable) -> str:
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["SPECS", "TableSpec", "PaperTable", "select", "build", "to_markdown", "to_latex"]
+__all__ = ["PAPER_TABLES", "TableSpec", "PaperTable", "select", "build", "to_markdown", "to_latex"]
