@@ -7,7 +7,7 @@ CORES ?= all
 # Rules call `python`: the project environment comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test test-fast lint bench clean-results quick
+.PHONY: run test test-fast test-portable lint bench clean-results quick
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -27,6 +27,10 @@ quick: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
+
+# The learning tests under AVX2 and SSE4.2 code and with fixture seeds 1 and 2 (about 5 min).
+test-portable: $(STAMP)
+	tests/run_portable.sh $(BIN)/python
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"

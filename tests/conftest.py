@@ -2,7 +2,10 @@
 
 import os
 
-os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false")
+# One Eigen thread per test process (xdist runs two); other XLA flags (e.g. --xla_cpu_max_isa
+# from make test-portable) are kept.
+_flags = os.environ.get("XLA_FLAGS", "")
+os.environ["XLA_FLAGS"] = f"{_flags} --xla_cpu_multi_thread_eigen=false".strip()
 # Test processes (xdist workers, workflow jobs) share compiled XLA code through this cache.
 os.environ.setdefault(
     "JAX_COMPILATION_CACHE_DIR",

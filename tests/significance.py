@@ -35,3 +35,14 @@ def proportion_z(x1: int, n1: int, x2: int, n2: int) -> float:
     p1, p2 = x1 / n1, x2 / n2
     se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
     return (p1 - p2) / se if se > 0 else math.copysign(math.inf, p1 - p2)
+
+
+def report(name: str, observed: float, threshold: float) -> None:
+    """One `FIGURE` line per learning assertion, printed and, when `NOISY_EMCOM_FIGURES` names
+    a file, appended to it (`make test-portable` collects them from the xdist workers)."""
+    line = f"FIGURE {name}: observed {observed:.3f}, threshold {threshold:.3f}, "
+    line += f"margin {observed - threshold:+.3f}"
+    print(line)
+    if os.environ.get("NOISY_EMCOM_FIGURES"):
+        with open(os.environ["NOISY_EMCOM_FIGURES"], "a") as f:
+            f.write(line + "\n")

@@ -796,10 +796,12 @@ def evaluate_listener(
     out_dim: int,
     test_data: TaskData,
     attribute_names: list[str] | None = None,
+    n_images: int = PNG_IMAGES,
 ) -> EtlOutcome:
     """One (`etl.eval_epochs`) pass over the test split in batches of `etl.batch_size`,
     remainder dropped; order and batch keys of the tests (docs/tests.md) from `eval.seed`
-    (repetition 0)."""
+    (repetition 0). Reconstruction also returns the first `n_images` test images with their
+    reconstructions (all with the key of test batch 0)."""
     e = cfg.etl
     n, b = len(test_data.x), int(e.batch_size)
     if n < b:
@@ -824,7 +826,7 @@ def evaluate_listener(
     metrics = metrics_from_sums(e.task, sums, length, attribute_names)
     images = recon = None
     if e.task == "reconstruction":
-        m = min(PNG_IMAGES, n)  # the first test images, with the key of test batch 0
+        m = min(n_images, n)
         recon = np.asarray(
             reconstruct(
                 listener_params, speaker.params, x_table[:m], jax.random.fold_in(base, 0), chan
