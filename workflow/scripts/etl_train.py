@@ -24,7 +24,10 @@ from noisy_emcom.data.errors import DataError
 
 
 def main(argv: list[str]) -> int:
-    cfg, rest = configs.parse_cli(argv)
+    try:
+        cfg, rest = configs.parse_cli(argv)  # resolved and validated
+    except configs.ConfigError as err:
+        sys.exit(f"error: {err}")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--checkpoint", required=True, help="speaker's training checkpoint")
     parser.add_argument("--data-dir", default="", help="TFDS data directory")

@@ -20,7 +20,10 @@ from noisy_emcom import configs, synthetic, train
 
 
 def main(argv: list[str]) -> int:
-    cfg, rest = configs.parse_cli(argv)
+    try:
+        cfg, rest = configs.parse_cli(argv)  # resolved and validated
+    except configs.ConfigError as err:
+        sys.exit(f"error: {err}")
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--run-dir", required=True, help="output folder of this run")
     parser.add_argument("--data-dir", default="", help="TFDS data directory")
