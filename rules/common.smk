@@ -1,9 +1,6 @@
 # Path helpers and the experiment grid; no science here.
 import itertools
-import sys
 
-sys.path.insert(0, os.path.join(workflow.basedir, "src"))
-from noisy_emcom.configs import workflow as config_check
 from noisy_emcom.configs.workflow import override_args
 
 RESULTS = config["results"]
@@ -94,7 +91,7 @@ def etl_dirs(run):
 try:
     config_check.check(config, dataset_marker)
 except config_check.ConfigError as err:
-    sys.exit(f"error in config {' '.join(map(str, workflow.configfiles))}: {err}")
+    sys.exit(config_check.message(workflow.configfiles, err))
 
 
 def test_outputs():

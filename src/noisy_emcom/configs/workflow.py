@@ -12,6 +12,8 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import jsonschema
+
 from noisy_emcom import configs
 from noisy_emcom.configs.etl import TASK_DATASETS
 from noisy_emcom.configs.validate import ConfigError
@@ -167,6 +169,17 @@ def check_data(config: Mapping) -> None:
     if shapes.get("source", "generate") == "generate" and "batch_size" in encoder:
         sizes = {"train": shapes.get("num_train", encoder["batch_size"])}
         _too_big("data.shapes.encoder.batch_size", encoder["batch_size"], sizes, "train", "shapes")
+
+
+def message(configfiles: list, err: Exception) -> str:
+    """One line for the user: the config file(s), the key and what is wrong with it. A schema
+    error (Snakemake's WorkflowError) is read from the jsonschema error it was raised from."""
+    files = " ".join(map(str, configfiles)) or "config/config.yaml"
+    cause = err.__context__
+    if isinstance(cause, jsonschema.ValidationError):
+        key = ".".join(str(p) for p in cause.absolute_path) or "<top level>"
+        return f"error in config {files}: {key}: {cause.message}"
+    return f"error in config {files}: {err}"
 
 
 def _located(err: ConfigError, sections: list, fallback: str, job: str) -> ConfigError:
