@@ -294,3 +294,49 @@ def test_config_error_names_the_field():
     assert err.value.field == "speaker.lstm_sise"
     # Still a KeyError / ValueError for callers that catch those.
     assert isinstance(err.value, KeyError) and isinstance(err.value, ValueError)
+
+
+def fake_dataset(data_dir: Path, tfds_name: str, sizes: dict) -> None:
+    """A dataset_info.json as TFDS writes it (split sizes in `shardLengths`)."""
+    info = data_dir / tfds_name / "2.0.0" / "dataset_info.json"
+    info.parent.mkdir(parents=True)
+    splits = [{"name": s, "shardLengths": [str(n)]} for s, n in sizes.items()]
+    info.write_text(__import__("json").dumps({"name": tfds_name, "splits": splits}))
+
+
+def prebuilt_config(tmp_path: Path) -> dict:
+    """quick.yaml on a prebuilt shapes dataset of 100 train / 20 test examples."""
+    cfg = edited("data.shapes.source", "prebuilt")
+    cfg["results"], cfg["data_dir"] = str(tmp_path / "results"), str(tmp_path / "tfds")
+    for name in ("shapes_logits", "shapes_noimg", "shapes"):
+        fake_dataset(tmp_path / "tfds", name, {"train": 100, "test": 20})
+    return cfg
+
+
+def test_split_sizes_come_from_dataset_info(tmp_path):
+    cfg = prebuilt_config(tmp_path)
+    cfg["eval_overrides"]["eval.batch_sizes"] = [16]
+    cfg["etl"]["overrides"]["etl.batch_size"] = 16
+    check_in_process(cfg, tmp_path)  # everything fits
+    marker = lambda d: str(tmp_path / "tfds" / d / "2.0.0" / "dataset_info.json")  # noqa: E731
+    assert config_check.split_sizes(cfg, "shapes_noimg", marker) == {"train": 100, "test": 20}
+    for section, key, value, fragment in [
+        ("train", "batch_sizes", [128], "train.batch_sizes: 128 exceeds the 100 train examples"),
+        ("eval_overrides", "eval.batch_sizes", [32], "32 exceeds the 20 test examples"),
+        ("etl", "overrides", {"etl.batch_size": 32}, "etl.overrides.etl.batch_size: 32 exceeds"),
+    ]:
+        bad = yaml.safe_load(yaml.safe_dump(cfg))
+        bad[section][key] = value
+        with pytest.raises(ConfigError, match=fragment):
+            config_check.check(bad, marker)
+
+
+@pytest.mark.slow
+def test_snakemake_reads_split_sizes_of_an_existing_dataset(tmp_path):
+    cfg = prebuilt_config(tmp_path)
+    cfg["train"]["batch_sizes"] = [128]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    res = snakemake("-n", "--cores", "1", "--configfile", str(path))
+    assert res.returncode != 0
+    assert "train.batch_sizes: 128 exceeds the 100 train examples of shapes_logits" in res.stderr
