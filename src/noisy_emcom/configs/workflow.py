@@ -19,7 +19,21 @@ from noisy_emcom.configs.etl import TASK_DATASETS
 from noisy_emcom.configs.validate import ConfigError
 
 PRESETS = {"lg_s": "lg_rlss", "lg_rl": "lg_rlrl", "nlg": "nlg_rlrl"}
-SET_BY_RULE = {"batch_size": "train.batch_sizes", "random_seed": "train.seeds"}
+# Fields the rules set from other keys (or that name the output folders): not overridable.
+SET_BY_RULE = {
+    "batch_size": "train.batch_sizes",
+    "random_seed": "train.seeds",
+    "channel.p_max": "train.nlg_noise",
+    "dataset.name": "train.datasets",
+    "experiment": "train.games",
+    "game": "train.games",
+}
+SET_BY_ETL_RULE = {
+    "etl.decoding": "etl.decodings",
+    "etl.noise": "etl.noise",
+    "etl.task": "etl.tasks",
+    "dataset.name": "etl.tasks",
+}
 
 
 def format_override(value: Any) -> str:
@@ -72,12 +86,19 @@ def split_sizes(config: Mapping, dataset: str, marker: Callable[[str], str]) -> 
         return {}  # a damaged file is the data rules' business
 
 
-def _where(err: ConfigError, sections: list[tuple[str, Mapping]], fallback: str) -> str:
-    """The config-file key of a bad field: the last section that sets it, else `fallback`."""
+def _where(field: str, sections: list[tuple[str, Mapping]], fallback: str) -> str:
+    """The config-file key of a field: the last section that sets it, else `fallback`."""
     for name, section in reversed(sections):
-        if err.field in section:
-            return f"{name}.{err.field}"
+        if field in section:
+            return f"{name}.{field}"
     return fallback
+
+
+def _not_overridden(sections: list[tuple[str, Mapping]], set_by: Mapping[str, str]) -> None:
+    for name, section in sections:
+        for field in set_by.keys() & section.keys():
+            where = f"{name}.{field}"
+            raise ConfigError(where, f"{where}: set by {set_by[field]}, not by an override")
 
 
 def runs(config: Mapping) -> Iterator[tuple[str, str, str, Any, Any]]:
@@ -103,9 +124,7 @@ def check(config: Mapping, marker: Callable[[str], str]) -> None:
     check_data(config)
     train_cfg = config["train"]
     overrides = train_cfg.get("overrides", {})
-    for key, where in SET_BY_RULE.items():
-        if key in overrides:
-            raise ConfigError(f"train.overrides.{key}", f"train.overrides.{key}: set {where}")
+    _not_overridden([("train.overrides", overrides)], SET_BY_RULE)
     eval_overrides = config.get("eval_overrides", {})
     for game, dataset, p, batch, seed in runs(config):
         run = f"{game}-{dataset}-b{batch}-p{p}-s{seed}"
@@ -130,10 +149,11 @@ def check(config: Mapping, marker: Callable[[str], str]) -> None:
 
 def check_etl(config: Mapping, marker: Callable[[str], str]) -> None:
     e = config.get("etl", {})
-    for key in ("etl.decoding", "etl.noise", "etl.task"):
-        if key in e.get("overrides", {}):
-            where = f"etl.overrides.{key}"
-            raise ConfigError(where, f"{where}: set by etl.tasks, etl.noise and etl.decodings")
+    _not_overridden(
+        [("etl.overrides", e.get("overrides", {}))]
+        + [(f"etl.task_overrides.{t}", o) for t, o in e.get("task_overrides", {}).items()],
+        SET_BY_ETL_RULE,
+    )
     for etl_dataset, tasks in e.get("tasks", {}).items():
         sizes = split_sizes(config, etl_dataset, marker)
         for task in tasks:
@@ -158,7 +178,7 @@ def check_etl(config: Mapping, marker: Callable[[str], str]) -> None:
                     )
                 except ConfigError as err:
                     raise _located(err, sections, "etl.overrides", job) from err
-                where = _where(ConfigError("etl.batch_size", ""), sections, "etl.overrides")
+                where = _where("etl.batch_size", sections, "etl.overrides")
                 for split in ("train", "test"):
                     _too_big(where, cfg.etl.batch_size, sizes, split, etl_dataset)
 
@@ -183,5 +203,5 @@ def message(configfiles: list, err: Exception) -> str:
 
 
 def _located(err: ConfigError, sections: list, fallback: str, job: str) -> ConfigError:
-    where = _where(err, sections, fallback)
+    where = _where(err.field, sections, fallback)
     return ConfigError(where, f"{where}: {err} (job: {job})")
