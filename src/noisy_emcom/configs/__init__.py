@@ -13,6 +13,7 @@ import difflib
 import importlib
 import json
 import math
+import numbers
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -122,13 +123,13 @@ def coerce(value: Any, current: Any, field: str = "?") -> Any:
                 raise ValueError(value)
             return bool(value)
         if isinstance(current, int):
-            if isinstance(value, float) and not value.is_integer():
+            if not isinstance(value, (numbers.Real, str)):
                 raise ValueError(value)
-            if not isinstance(value, (int, float, str)):
+            if isinstance(value, numbers.Real) and not float(value).is_integer():
                 raise ValueError(value)
             return int(value)
         if isinstance(current, float):
-            if not isinstance(value, (int, float, str)) or not math.isfinite(float(value)):
+            if not isinstance(value, (numbers.Real, str)) or not math.isfinite(float(value)):
                 raise ValueError(value)
             return float(value)
         if isinstance(current, (tuple, list)):
@@ -138,7 +139,7 @@ def coerce(value: Any, current: Any, field: str = "?") -> Any:
                 value = (value,)
             return tuple(value)
         if isinstance(current, str):
-            if not isinstance(value, (str, int, float)):
+            if not isinstance(value, (str, numbers.Real)):
                 raise ValueError(value)
             return str(value)
     except (ValueError, TypeError, SyntaxError, OverflowError, RecursionError, MemoryError) as e:
