@@ -5,6 +5,9 @@
 #   snakemake --cores all --configfile config/quick.yaml # smoke test of the whole DAG
 #   snakemake --profile profiles/slurm --configfile config/paper.yaml
 
+import sys
+
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
 min_version("9.0")
@@ -16,7 +19,14 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "config/schema.yaml")
+# The config is checked before any job: the schema here, every job's settings in common.smk.
+sys.path.insert(0, os.path.join(workflow.basedir, "src"))
+from noisy_emcom.configs import workflow as config_check
+
+try:
+    validate(config, "config/schema.yaml")
+except WorkflowError as err:
+    sys.exit(config_check.message(workflow.configfiles, err))
 
 
 report: "report/workflow.rst"

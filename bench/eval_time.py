@@ -4,7 +4,8 @@
     python bench/eval_time.py --checkpoint results/runs/<run_id>/final.ckpt \
         --dataset shapes_logits --data-dir results/tfds [--config.eval.epochs=1 ...]
     python bench/eval_time.py --random lg_rlrl:debug --n-test 1024 --dim 32 \
-        --config.eval.batch_sizes="(16,64)" --config.eval.epochs=1
+        --config.eval.batch_sizes="(16,64)" --config.eval.topsim_ratios="(0.2,0.2)" \
+        --config.eval.epochs=1
 
 `--random PRESET:SWEEP` times a randomly initialised model of that preset (with `--config.*`
 overrides of any field) on a Gaussian test table [n_test, dim] instead of a checkpoint.

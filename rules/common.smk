@@ -1,6 +1,7 @@
 # Path helpers and the experiment grid; no science here.
 import itertools
-import shlex
+
+from noisy_emcom.configs.workflow import override_args
 
 RESULTS = config["results"]
 DATA_DIR = config["data_dir"]
@@ -74,19 +75,6 @@ def run_ids():
             yield f"{game}-{dataset}-b{batch}-p{float(p)}-s{seed}"
 
 
-def format_override(value):
-    if isinstance(value, (list, tuple)):
-        return repr(tuple(value))
-    return str(value)
-
-
-def override_args(mapping):
-    """{'a.b': v} → "--config.a.b=v" (lists as tuples), shell-quoted."""
-    return " ".join(
-        shlex.quote(f"--config.{key}={format_override(value)}") for key, value in mapping.items()
-    )
-
-
 def etl_dirs(run):
     """ETL output folders of one run: tasks on datasets of the run's dataset family."""
     e = config.get("etl", {})
@@ -97,6 +85,13 @@ def etl_dirs(run):
             tasks, e.get("noise", [0.0]), e.get("decodings", ["sample"])
         ):
             yield f"{RUNS}/{run}/etl/{task}-{etl_dataset}-p{float(noise)}-{decoding}"
+
+
+# Every job's script config is resolved and validated now, before any job starts.
+try:
+    config_check.check(config, dataset_marker)
+except config_check.ConfigError as err:
+    sys.exit(config_check.message(workflow.configfiles, err))
 
 
 def test_outputs():

@@ -22,8 +22,8 @@ rule shapes_raw:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/make_shapes.py --split {wildcards.split} --num {params.num}"
-        " --seed {params.seed} --out {output} > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/make_shapes.py --split {wildcards.split:q} --num {params.num:q}"
+        " --seed {params.seed:q} --out {output:q} > {log:q} 2>&1"
 
 
 rule shapes_encoder:
@@ -43,10 +43,10 @@ rule shapes_encoder:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/train_encoder.py --train {input} --out-params {output.params}"
-        " --out-metrics {output.metrics} --width {params.enc[width]}"
+        "PYTHONPATH=src python workflow/scripts/train_encoder.py --train {input:q} --out-params {output.params:q}"
+        " --out-metrics {output.metrics:q} --width {params.enc[width]}"
         " --steps {params.enc[steps]} --batch-size {params.enc[batch_size]}"
-        " --learning-rate {params.enc[learning_rate]} --seed {params.enc[seed]} > {log} 2>&1"
+        " --learning-rate {params.enc[learning_rate]} --seed {params.enc[seed]} > {log:q} 2>&1"
 
 
 rule shapes_features:
@@ -64,8 +64,8 @@ rule shapes_features:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/encode_shapes.py --params {input.params} --raw {input.raw}"
-        " --out {output} > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/encode_shapes.py --params {input.params:q} --raw {input.raw:q}"
+        " --out {output:q} > {log:q} 2>&1"
 
 
 SPLITS = ("train", "valid", "test")
@@ -81,10 +81,10 @@ rule shapes_tfds:
         markers("shapes"),
     params:
         data_dir=lambda w, output: Path(output[0]).parents[2],
-        raw=lambda w, input: " ".join(f"--raw {s}={f}" for s, f in zip(SPLITS, input.raw)),
-        features=lambda w, input: " ".join(
-            f"--features {s}={f}" for s, f in zip(SPLITS, input.features)
-        ),
+        raw=lambda w, input: [a for s, f in zip(SPLITS, input.raw) for a in ("--raw", f"{s}={f}")],
+        features=lambda w, input: [
+            a for s, f in zip(SPLITS, input.features) for a in ("--features", f"{s}={f}")
+        ],
     log:
         f"{LOGS}/data/shapes_tfds.log",
     threads: 1
@@ -94,9 +94,9 @@ rule shapes_tfds:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/build_tfds.py --family shapes --data-dir {params.data_dir} --overwrite"
-        " {params.raw} {params.features} --encoder-params {input.params}"
-        " --encoder-metrics {input.metrics} > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/build_tfds.py --family shapes --data-dir {params.data_dir:q} --overwrite"
+        " {params.raw:q} {params.features:q} --encoder-params {input.params:q}"
+        " --encoder-metrics {input.metrics:q} > {log:q} 2>&1"
 
 
 rule byol_features:
@@ -117,8 +117,8 @@ rule byol_features:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/extract_byol.py --source {wildcards.family} --root {params.root}"
-        " --checkpoint {params.checkpoint} --out {output} > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/extract_byol.py --source {wildcards.family:q} --root {params.root:q}"
+        " --checkpoint {params.checkpoint:q} --out {output:q} > {log:q} 2>&1"
 
 
 if CELEBA.get("source") == "raw":
@@ -141,9 +141,9 @@ if CELEBA.get("source") == "raw":
         conda:
             CONDA_ENV
         shell:
-            "PYTHONPATH=src python workflow/scripts/build_tfds.py --family celeba --root {params.root}"
-            " --features {input} --split-rule {params.split_rule} --data-dir {params.data_dir}"
-            " --overwrite > {log} 2>&1"
+            "PYTHONPATH=src python workflow/scripts/build_tfds.py --family celeba --root {params.root:q}"
+            " --features {input:q} --split-rule {params.split_rule:q} --data-dir {params.data_dir:q}"
+            " --overwrite > {log:q} 2>&1"
 
 
 if IMAGENET.get("source") == "raw":
@@ -164,8 +164,8 @@ if IMAGENET.get("source") == "raw":
         conda:
             CONDA_ENV
         shell:
-            "PYTHONPATH=src python workflow/scripts/build_tfds.py --family imagenet --features {input}"
-            " --data-dir {params.data_dir} --overwrite > {log} 2>&1"
+            "PYTHONPATH=src python workflow/scripts/build_tfds.py --family imagenet --features {input:q}"
+            " --data-dir {params.data_dir:q} --overwrite > {log:q} 2>&1"
 
 
 rule convert_published:
@@ -187,8 +187,8 @@ rule convert_published:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/convert_published.py --src {params.src} --dataset {params.sweep}"
-        " --data-dir {params.data_dir} --overwrite > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/convert_published.py --src {params.src:q} --dataset {params.sweep:q}"
+        " --data-dir {params.data_dir:q} --overwrite > {log:q} 2>&1"
 
 
 SWEEP_OF = {tfds: sweep for sweep, tfds in TFDS_NAMES.items()}

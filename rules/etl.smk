@@ -24,8 +24,8 @@ rule etl:
         ),
         out_dir=lambda w, output: os.path.dirname(output.listener),
         png=lambda w, output: (
-            f"--png {os.path.dirname(output.results)}/reconstructions.png"
-            if w.task == "reconstruction" else ""
+            ["--png", f"{os.path.dirname(output.results)}/reconstructions.png"]
+            if w.task == "reconstruction" else []
         ),
     log:
         f"{LOGS}/etl/{{run}}-{{task}}-{{etl_dataset}}-p{{noise}}-{{decoding}}.log",
@@ -36,6 +36,6 @@ rule etl:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/etl_train.py --checkpoint {input.ckpt} --config={params.sweep}"
-        " {params.overrides} --data-dir {params.data_dir} --out-dir {params.out_dir}"
-        " --results {output.results} {params.png} > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/etl_train.py --checkpoint {input.ckpt:q} --config={params.sweep:q}"
+        " {params.overrides:q} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
+        " --results {output.results:q} {params.png:q} > {log:q} 2>&1"

@@ -14,11 +14,12 @@ rule report:
         *[report(path, caption=caption, category=cat) for path, caption, cat in report_items()],
     params:
         out_dir=lambda w, output: os.path.dirname(output[0]),
-        flags=lambda w, input: " ".join(
-            f"--{name.replace('_', '-')} {' '.join(files)}"
+        flags=lambda w, input: [
+            a
             for name, files in input.items()
             if files
-        ),
+            for a in (f"--{name.replace('_', '-')}", *files)
+        ],
     log:
         f"{LOGS}/report.log",
     threads: 1
@@ -28,4 +29,4 @@ rule report:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/report.py {params.flags} --out-dir {params.out_dir} > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/report.py {params.flags:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"

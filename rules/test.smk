@@ -14,9 +14,9 @@ rule test:
         parquet=[f"{stem}.parquet" for stem in TEST_STEMS.values()],
     params:
         data_dir=DATA_DIR,
-        modes=lambda w, output: " ".join(
-            f"--mode {mode} --out {csv}" for mode, csv in zip(TEST_STEMS, output.csv)
-        ),
+        modes=lambda w, output: [
+            a for mode, csv in zip(TEST_STEMS, output.csv) for a in ("--mode", mode, "--out", csv)
+        ],
         overrides=override_args(config.get("eval_overrides", {})),
     log:
         f"{LOGS}/test/{{run}}.log",
@@ -27,5 +27,5 @@ rule test:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/test.py --checkpoint {input.ckpt} {params.modes}"
-        " --data-dir {params.data_dir} {params.overrides} > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/test.py --checkpoint {input.ckpt:q} {params.modes:q}"
+        " --data-dir {params.data_dir:q} {params.overrides:q} > {log:q} 2>&1"

@@ -26,5 +26,5 @@ rule train:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/train.py --config={params.spec} {params.overrides}"
-        " --data-dir {params.data_dir} --run-dir {params.run_dir} --no-progress > {log} 2>&1"
+        "PYTHONPATH=src python workflow/scripts/train.py --config={params.spec:q} {params.overrides:q}"
+        " --data-dir {params.data_dir:q} --run-dir {params.run_dir:q} --no-progress > {log:q} 2>&1"

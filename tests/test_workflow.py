@@ -109,9 +109,17 @@ def test_conda_envs_parse_and_agree_with_pyproject():
 @pytest.mark.slow
 @pytest.mark.xdist_group("workflow")
 def test_quick_config_end_to_end(tmp_path):
-    results = tmp_path / "results"
-    overrides = ["--config", f"results={results}", f"data_dir={results}/tfds"]
-    snakemake("--cores", "2", "--configfile", "config/quick.yaml", *overrides)
+    """Also: paths reach the shells quoted. The results folder's name has a space, a quote and
+    a `;` that would run `touch PWNED` if any rule pasted it unquoted."""
+    results = tmp_path / "out dir; touch PWNED; it's"
+    cfg = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
+    cfg.update(results=str(results), data_dir=f"{results}/tf ds")
+    config = tmp_path / "quick.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    overrides = ["--configfile", str(config)]
+    snakemake("--cores", "2", *overrides)
+    assert not (ROOT / "PWNED").exists() and not list(tmp_path.rglob("PWNED"))
+    assert (results / "tf ds" / "shapes_logits" / "2.0.0" / "dataset_info.json").is_file()
     report = results / "report"
     manifest = (report / "manifest.json").read_text()
     for name in ("table_channel", "table_message", "table_input", "table_topsim", "table_etl",
@@ -137,5 +145,5 @@ def test_quick_config_end_to_end(tmp_path):
     assert (results / "runs" / "nlg-shapes_logits-b8-p0.5-s0" / "etl"
             / "reconstruction-shapes-p0.5-sample" / "reconstructions.png").exists()  # fmt: skip
     # A second run has nothing to do.
-    again = snakemake("-n", "--cores", "1", "--configfile", "config/quick.yaml", *overrides)
+    again = snakemake("-n", "--cores", "1", *overrides)
     assert "Nothing to be done" in again.stdout + again.stderr

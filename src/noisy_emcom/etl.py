@@ -51,7 +51,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from noisy_emcom import channels, checkpoint, configs, evaluate, game, losses, networks, train, xla
-from noisy_emcom.configs.etl import TASKS
+from noisy_emcom.configs.etl import TASK_DATASETS, TASKS
 from noisy_emcom.data import loader
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import Progress
@@ -63,13 +63,6 @@ TASK_FIELDS = {
     "classification": ("logit", "label"),
     "attribute": ("logit", "attributes"),
     "reconstruction": ("logit", "image"),
-}
-TASK_DATASETS = {
-    "discrimination": ("imagenet", "celeba_logits", "shapes_logits"),
-    "discriminationdist": ("imagenet", "celeba_logits", "shapes_logits"),
-    "classification": ("imagenet", "celeba_noimg", "shapes_noimg"),
-    "attribute": ("celeba_noimg", "shapes_noimg"),
-    "reconstruction": ("celeba", "shapes"),
 }
 # The generated `debug` table (docs/config.md): train rows 0..4095, test rows 4096..5119.
 DEBUG_FIELDS = ("logit", "label")

@@ -169,11 +169,7 @@ def apply_overrides(cfg: ml_collections.ConfigDict, overrides: dict[str, Any] | 
     Only the evaluation protocol can change at test time; any other field names the model's
     training and is refused.
     """
-    for key, value in (overrides or {}).items():
-        if not key.startswith("eval."):
-            raise KeyError(f"override {key!r}: only eval.* fields can change at test time")
-        configs.set_dotted(cfg, key, value)
-    configs.resolve(cfg)
+    configs.apply_eval_overrides(cfg, overrides or {})
 
 
 def restore_model(path: str | Path, overrides: dict[str, Any] | None = None) -> Model:

@@ -39,7 +39,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--png", default="", help="with --results: reconstruction grid PNG")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(rest)
-    cfg = configs.from_spec(args.config, overrides)
+    try:
+        cfg = configs.from_spec(args.config, overrides)  # resolved and validated
+    except configs.ConfigError as err:
+        sys.exit(f"error: {err}")
     if cfg.get("experiment") != "etl":
         parser.error(
             "--config must name the etl preset, e.g. --config=etl:shapes_noimg_attribute_0.0"

@@ -47,7 +47,10 @@ def main(argv: list[str]) -> int:
     if len(args.out) != len(args.mode):
         parser.error(f"give one --out per --mode: {len(args.mode)} modes, {len(args.out)} outs")
 
-    model = evaluate.restore_model(args.checkpoint, overrides)
+    try:
+        model = evaluate.restore_model(args.checkpoint, overrides)  # overrides validated
+    except configs.ConfigError as err:
+        sys.exit(f"error: {err}")
     dataset = args.dataset or model.cfg.dataset.name
     data_dir = args.data_dir or model.cfg.dataset.data_dir
     data = evaluate.load_eval_data(dataset, data_dir)

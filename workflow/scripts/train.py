@@ -30,7 +30,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--features", default="", help=".npy/.npz feature table instead")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(rest)
-    cfg = configs.from_spec(args.config, overrides)
+    try:
+        cfg = configs.from_spec(args.config, overrides)  # resolved and validated
+    except configs.ConfigError as err:
+        sys.exit(f"error: {err}")
 
     if args.features:
         from noisy_emcom.data import loader

@@ -9,13 +9,21 @@ sizes), exactly like `--config.batch_size=64` on the command line of the origina
 from __future__ import annotations
 
 import ast
+import difflib
 import importlib
 import json
+import math
+import numbers
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import ml_collections
+
+from noisy_emcom.configs import validate as validate_module
+from noisy_emcom.configs.validate import ConfigError, validate
+
+__all__ = ["ConfigError", "get_config", "parse_cli", "resolve", "set_dotted", "validate"]
 
 PRESETS = ("lg_rlss", "lg_rlrl", "nlg_rlrl", "etl")
 
@@ -24,7 +32,9 @@ def preset_name(spec: str) -> str:
     """`lg_rlrl`, `lg_rlrl_config.py` or `src/noisy_emcom/configs/lg_rlrl_config.py` → `lg_rlrl`."""
     name = Path(spec).name.removesuffix(".py").removesuffix("_config")
     if name not in PRESETS:
-        raise ValueError(f"unknown config preset {spec!r}; expected one of {list(PRESETS)}")
+        raise ConfigError(
+            "config", f"unknown config preset {spec!r}; expected one of {list(PRESETS)}"
+        )
     return name
 
 
@@ -33,98 +43,109 @@ def get_config(
 ) -> ml_collections.ConfigDict:
     """Preset `preset` for sweep string `sweep`, with dotted `overrides`, resolved."""
     module = importlib.import_module(f"noisy_emcom.configs.{preset_name(preset)}")
-    cfg = module.get_config(sweep)
+    try:
+        cfg = module.get_config(sweep)
+    except ValueError as err:
+        raise ConfigError("config", str(err)) from err
     for key, value in (overrides or {}).items():
         set_dotted(cfg, key, value)
-    return resolve(cfg)
+    given = {key: _get(cfg, key) for key in overrides or {} if not key.endswith("steps_per_call")}
+    resolve(cfg)
+    for key, value in given.items():
+        if _get(cfg, key) != value:  # an explicit value that resolve() treats as "derive"
+            raise validate_module.error(
+                key, value, "is the preset's placeholder for a derived value; leave it out"
+            )
+    return cfg
+
+
+def _get(cfg: ml_collections.ConfigDict, dotted: str) -> Any:
+    for part in dotted.split("."):
+        cfg = cfg[part]
+    return cfg
 
 
 def resolve(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
-    """Fill derived values (docs/config.md) and check ranges; returns the same object."""
+    """Fill derived values (docs/config.md) and `validate`; returns the same object."""
     if cfg.get("experiment") == "etl":
         from noisy_emcom.configs import etl
 
-        return etl.resolve(cfg)
+        return validate(etl.resolve(cfg))
     if "listener" in cfg and "batch_size" in cfg:
         b, v = cfg.batch_size, cfg.vocab_size
         if not cfg.listener.vocab_size:
             cfg.listener.vocab_size = v + 1 if cfg.channel.type == "erasure" else v
         if not cfg.listener.value_hidden:
             cfg.listener.value_hidden = (max(b // 4, 4), max(b // 16, 2))
-    _check(cfg)
-    return cfg
+    return validate(cfg)
 
 
-def _check(cfg: ml_collections.ConfigDict) -> None:
-    def need(ok: bool, field: str, what: str) -> None:
-        if not ok:
-            raise ValueError(f"config field {field!r} = {_get(cfg, field)!r}: {what}")
-
-    if "batch_size" in cfg:
-        need(cfg.batch_size >= 2, "batch_size", "must be an integer >= 2")
-    if "channel" in cfg:
-        need(0.0 <= cfg.channel.p_max < 1.0, "channel.p_max", "must lie in [0, 1)")
-        need(cfg.channel.type in ("identity", "erasure"), "channel.type", "identity|erasure")
-        need(0.0 <= cfg.channel.ramp_fraction <= 1.0, "channel.ramp_fraction", "must be in [0,1]")
-    if "vocab_size" in cfg:
-        need(cfg.vocab_size >= 2, "vocab_size", "must be >= 2")
-        need(cfg.length >= 1, "length", "must be >= 1")
-    if "training_steps" in cfg:
-        need(cfg.training_steps >= 1, "training_steps", "must be >= 1")
-    if "eval" in cfg:
-        policy = cfg.eval.unknown_token_policy
-        need(policy in ("alias", "embed"), "eval.unknown_token_policy", "alias|embed")
-        for d in cfg.eval.decodings:
-            need(d in ("sample", "greedy"), "eval.decodings", "entries must be sample|greedy")
-
-
-def _get(cfg: ml_collections.ConfigDict, dotted: str) -> Any:
-    node = cfg
-    for part in dotted.split("."):
-        node = node[part]
-    return node
+def fields(cfg: ml_collections.ConfigDict, prefix: str = "") -> list[str]:
+    """Every leaf field of `cfg`, dotted."""
+    out = []
+    for key, value in cfg.items():
+        if isinstance(value, ml_collections.ConfigDict):
+            out += fields(value, f"{prefix}{key}.")
+        else:
+            out.append(prefix + key)
+    return out
 
 
 def set_dotted(cfg: ml_collections.ConfigDict, dotted: str, value: Any) -> None:
     """cfg.a.b = value, coercing a string to the type of the existing field."""
     *parents, leaf = dotted.split(".")
     node = cfg
-    for part in parents:
-        if part not in node:
-            raise KeyError(f"unknown config field {dotted!r} (no {part!r})")
-        node = node[part]
-    if leaf not in node:
-        raise KeyError(f"unknown config field {dotted!r}")
-    node[leaf] = coerce(value, node[leaf], dotted)
+    for part in parents + [leaf]:
+        if not isinstance(node, ml_collections.ConfigDict) or part not in node:
+            close = difflib.get_close_matches(dotted, fields(cfg), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(dotted, f"unknown config field {dotted!r}{hint}")
+        parent, node = node, node[part]
+    if isinstance(node, ml_collections.ConfigDict):
+        raise ConfigError(dotted, f"config field {dotted!r} is a group; set one of its fields")
+    parent[leaf] = coerce(value, node, dotted)
 
 
 def coerce(value: Any, current: Any, field: str = "?") -> Any:
-    """Convert `value` (often a command-line string) to the type of `current`."""
+    """Convert `value` (often a command-line string) to the type of `current`.
+
+    Strings become numbers with int()/float() and tuples with ast.literal_eval, which reads
+    literals only and never runs code."""
     try:
+        if isinstance(value, bool) and not isinstance(current, bool):
+            raise ValueError(value)
         if isinstance(current, bool):
             if isinstance(value, str):
                 if value.lower() not in ("true", "false", "1", "0"):
                     raise ValueError(value)
                 return value.lower() in ("true", "1")
+            if not isinstance(value, int):
+                raise ValueError(value)
             return bool(value)
         if isinstance(current, int):
-            if isinstance(value, float) and not value.is_integer():
+            if not isinstance(value, (numbers.Real, str)):
                 raise ValueError(value)
-            return int(value) if not isinstance(value, str) else int(value)
+            if isinstance(value, numbers.Real) and not float(value).is_integer():
+                raise ValueError(value)
+            return int(value)
         if isinstance(current, float):
+            if not isinstance(value, (numbers.Real, str)) or not math.isfinite(float(value)):
+                raise ValueError(value)
             return float(value)
         if isinstance(current, (tuple, list)):
             if isinstance(value, str):
                 value = ast.literal_eval(value)
-            if not isinstance(value, Iterable) or isinstance(value, (str, bytes)):
+            if not isinstance(value, Iterable) or isinstance(value, (str, bytes, Mapping)):
                 value = (value,)
             return tuple(value)
         if isinstance(current, str):
+            if not isinstance(value, (str, numbers.Real)):
+                raise ValueError(value)
             return str(value)
-    except (ValueError, SyntaxError) as err:
-        raise ValueError(
-            f"config field {field!r}: cannot use {value!r} as {type(current).__name__}"
-        ) from err
+    except (ValueError, TypeError, SyntaxError, OverflowError, RecursionError, MemoryError) as e:
+        raise ConfigError(
+            field, f"config field {field!r}: cannot use {value!r} as {type(current).__name__}"
+        ) from e
     return value
 
 
@@ -152,26 +173,41 @@ def from_spec(spec: str, overrides: dict[str, Any] | None = None) -> ml_collecti
     """`<preset or file>:<sweep>` plus overrides → the resolved config."""
     preset, _, sweep = spec.partition(":")
     if not sweep:
-        raise ValueError(f"--config={spec!r} needs a sweep after ':', e.g. lg_rlrl:imagenet")
+        raise ConfigError(
+            "config", f"--config={spec!r} needs a sweep after ':', e.g. lg_rlrl:imagenet"
+        )
     return get_config(preset, sweep, overrides)
 
 
 def parse_cli(argv: list[str]) -> tuple[ml_collections.ConfigDict, list[str]]:
     """Read `--config=<preset or file>:<sweep>` and `--config.x.y=v` from argv.
 
-    Returns the resolved config and the remaining arguments.
+    Returns the resolved, validated config and the remaining arguments; a bad setting raises
+    ConfigError naming the field.
     """
     overrides, argv = split_overrides(argv)
     spec, rest = None, []
     args = iter(argv)
     for arg in args:
         if arg.startswith("--config=") or arg == "--config":
-            spec = arg.split("=", 1)[1] if "=" in arg else next(args)
+            spec = arg.split("=", 1)[1] if "=" in arg else next(args, "")
         else:
             rest.append(arg)
     if spec is None:
-        raise ValueError("missing --config=<preset>:<sweep>, e.g. --config=lg_rlrl:shapes_logits")
+        raise ConfigError(
+            "config", "missing --config=<preset>:<sweep>, e.g. --config=lg_rlrl:shapes_logits"
+        )
     return from_spec(spec, overrides), rest
+
+
+def apply_eval_overrides(cfg: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> None:
+    """Apply dotted `eval.*` overrides to a trained model's config in place, then resolve and
+    validate it. Only the evaluation protocol can change at test time."""
+    for key, value in (overrides or {}).items():
+        if not key.startswith("eval."):
+            raise ConfigError(key, f"override {key!r}: only eval.* fields can change at test time")
+        set_dotted(cfg, key, value)
+    resolve(cfg)
 
 
 def to_json(cfg: ml_collections.ConfigDict) -> str:

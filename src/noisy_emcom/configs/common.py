@@ -108,5 +108,6 @@ def game_config(experiment: str, dataset: str, p_max: float) -> ml_collections.C
         cfg.log_every = 1
         cfg.checkpoint_every = 1
         cfg.eval.batch_sizes = (8,)
+        cfg.eval.topsim_ratios = (0.2,)
         cfg.eval.epochs = 1
     return cfg

@@ -1,0 +1,207 @@
+"""The Snakemake config, checked while the DAG is built: every job's script config is resolved
+from the same command-line arguments the rule passes (`override_args`), with the same function
+the script uses (`parse_cli`, `apply_eval_overrides`), then checked against the split sizes the
+DAG knows. Errors name the key of the config file, e.g. `train.overrides.vocab_size`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+from noisy_emcom import configs
+from noisy_emcom.configs.etl import TASK_DATASETS
+from noisy_emcom.configs.validate import ConfigError
+
+PRESETS = {"lg_s": "lg_rlss", "lg_rl": "lg_rlrl", "nlg": "nlg_rlrl"}
+# Fields the rules set from other keys (or that name the output folders): not overridable.
+SET_BY_RULE = {
+    "batch_size": "train.batch_sizes",
+    "random_seed": "train.seeds",
+    "channel.p_max": "train.nlg_noise",
+    "dataset.name": "train.datasets",
+    "experiment": "train.games",
+    "game": "train.games",
+}
+SET_BY_ETL_RULE = {
+    "etl.decoding": "etl.decodings",
+    "etl.noise": "etl.noise",
+    "etl.task": "etl.tasks",
+    "dataset.name": "etl.tasks",
+}
+
+
+def format_override(value: Any) -> str:
+    """A YAML value as the script reads it from the command line (lists as tuples)."""
+    if isinstance(value, (list, tuple)):
+        return repr(tuple(value))
+    return str(value)
+
+
+def override_args(mapping: Mapping[str, Any]) -> list[str]:
+    """{'a.b': v} → ["--config.a.b=v"] (one argument each; the rules quote them)."""
+    return [f"--config.{key}={format_override(value)}" for key, value in mapping.items()]
+
+
+def train_args(config: Mapping, game: str, dataset: str, p: str, batch: Any, seed: Any) -> list:
+    """Arguments of train.py for one run (after the script name)."""
+    sweep = f"{dataset}_{p}" if game == "nlg" else dataset
+    overrides = {**config["train"].get("overrides", {}), "batch_size": batch, "random_seed": seed}
+    return [f"--config={PRESETS[game]}:{sweep}", *override_args(overrides)]
+
+
+def etl_args(config: Mapping, etl_dataset: str, task: str, noise: str, decoding: str) -> list:
+    """Arguments of etl_train.py for one ETL job: sweep and overrides."""
+    e = config.get("etl", {})
+    overrides = {
+        **e.get("overrides", {}),
+        **e.get("task_overrides", {}).get(task, {}),
+        "etl.decoding": decoding,
+    }
+    return [f"--config=etl:{etl_dataset}_{task}_{noise}", *override_args(overrides)]
+
+
+def split_sizes(config: Mapping, dataset: str, marker: Callable[[str], str]) -> dict[str, int]:
+    """{split: examples} known before any job runs: the generated shapes data from the config's
+    data section, other datasets from their dataset_info.json once it exists; else {}."""
+    family = dataset.split("_")[0]
+    data = config.get("data", {}).get(family, {})
+    if family == "shapes" and data.get("source", "generate") == "generate":
+        return {s: data[f"num_{s}"] for s in ("train", "valid", "test") if f"num_{s}" in data}
+    path = Path(marker(dataset))
+    if not path.is_file():
+        return {}
+    try:
+        splits = json.loads(path.read_text()).get("splits", [])
+        return {
+            s["name"]: int(s.get("numExamples") or sum(int(n) for n in s["shardLengths"]))
+            for s in splits
+        }
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return {}  # a damaged file is the data rules' business
+
+
+def _where(field: str, sections: list[tuple[str, Mapping]], fallback: str) -> str:
+    """The config-file key of a field: the last section that sets it, else `fallback`."""
+    for name, section in reversed(sections):
+        if field in section:
+            return f"{name}.{field}"
+    return fallback
+
+
+def _not_overridden(sections: list[tuple[str, Mapping]], set_by: Mapping[str, str]) -> None:
+    for name, section in sections:
+        for field in set_by.keys() & section.keys():
+            where = f"{name}.{field}"
+            raise ConfigError(where, f"{where}: set by {set_by[field]}, not by an override")
+
+
+def runs(config: Mapping) -> Iterator[tuple[str, str, str, Any, Any]]:
+    """(game, dataset, p, batch, seed) of every training run of the grid."""
+    t = config["train"]
+    for dataset, game, batch, seed in itertools.product(
+        t["datasets"], t["games"], t["batch_sizes"], t["seeds"]
+    ):
+        for p in t.get("nlg_noise", [0.5]) if game == "nlg" else [0.0]:
+            yield game, dataset, str(float(p)), batch, seed
+
+
+def _too_big(where: str, value: int, sizes: Mapping[str, int], split: str, dataset: str) -> None:
+    n = sizes.get(split)
+    if n is not None and value > n:
+        raise ConfigError(where, f"{where}: {value} exceeds the {n} {split} examples of {dataset}")
+
+
+def check(config: Mapping, marker: Callable[[str], str]) -> None:
+    """Resolve and check every job config of the DAG; raise ConfigError naming the key.
+
+    `marker(dataset)` is the path of the dataset's dataset_info.json."""
+    check_data(config)
+    train_cfg = config["train"]
+    overrides = train_cfg.get("overrides", {})
+    _not_overridden([("train.overrides", overrides)], SET_BY_RULE)
+    eval_overrides = config.get("eval_overrides", {})
+    for game, dataset, p, batch, seed in runs(config):
+        run = f"{game}-{dataset}-b{batch}-p{p}-s{seed}"
+        sizes = split_sizes(config, dataset, marker)
+        try:
+            cfg, _ = configs.parse_cli(train_args(config, game, dataset, p, batch, seed))
+        except ConfigError as err:
+            raise _located(err, [("train.overrides", overrides)], "train.overrides", run) from err
+        _too_big("train.batch_sizes", cfg.batch_size, sizes, "train", dataset)
+        try:
+            test_cfg = configs.from_json(configs.to_json(cfg))
+            parsed, _ = configs.split_overrides(override_args(eval_overrides))
+            configs.apply_eval_overrides(test_cfg, parsed)
+        except ConfigError as err:
+            raise _located(
+                err, [("eval_overrides", eval_overrides)], "eval_overrides", run
+            ) from err
+        for k in test_cfg.eval.batch_sizes:
+            _too_big("eval_overrides.eval.batch_sizes", k, sizes, "test", dataset)
+    check_etl(config, marker)
+
+
+def check_etl(config: Mapping, marker: Callable[[str], str]) -> None:
+    e = config.get("etl", {})
+    _not_overridden(
+        [("etl.overrides", e.get("overrides", {}))]
+        + [(f"etl.task_overrides.{t}", o) for t, o in e.get("task_overrides", {}).items()],
+        SET_BY_ETL_RULE,
+    )
+    for etl_dataset, tasks in e.get("tasks", {}).items():
+        sizes = split_sizes(config, etl_dataset, marker)
+        for task in tasks:
+            if etl_dataset not in TASK_DATASETS[task]:
+                where = f"etl.tasks.{etl_dataset}"
+                raise ConfigError(
+                    where,
+                    f"{where}: dataset {etl_dataset} cannot run task {task!r}; "
+                    f"{task!r} needs one of {list(TASK_DATASETS[task])}",
+                )
+            sections = [
+                ("etl.overrides", e.get("overrides", {})),
+                (f"etl.task_overrides.{task}", e.get("task_overrides", {}).get(task, {})),
+            ]
+            for noise, decoding in itertools.product(
+                e.get("noise", [0.0]), e.get("decodings", ["sample"])
+            ):
+                job = f"{task} on {etl_dataset} at noise {float(noise)}"
+                try:
+                    cfg, _ = configs.parse_cli(
+                        etl_args(config, etl_dataset, task, str(float(noise)), decoding)
+                    )
+                except ConfigError as err:
+                    raise _located(err, sections, "etl.overrides", job) from err
+                where = _where("etl.batch_size", sections, "etl.overrides")
+                for split in ("train", "test"):
+                    _too_big(where, cfg.etl.batch_size, sizes, split, etl_dataset)
+
+
+def check_data(config: Mapping) -> None:
+    shapes = config.get("data", {}).get("shapes", {})
+    encoder = shapes.get("encoder", {})
+    if shapes.get("source", "generate") == "generate" and "batch_size" in encoder:
+        sizes = {"train": shapes.get("num_train", encoder["batch_size"])}
+        _too_big("data.shapes.encoder.batch_size", encoder["batch_size"], sizes, "train", "shapes")
+
+
+def message(configfiles: list, err: Exception) -> str:
+    """One line for the user: the config file(s), the key and what is wrong with it. A schema
+    error (Snakemake's WorkflowError) is read from the jsonschema error it was raised from."""
+    files = " ".join(map(str, configfiles)) or "config/config.yaml"
+    cause = err.__context__
+    if isinstance(cause, jsonschema.ValidationError):
+        key = ".".join(str(p) for p in cause.absolute_path) or "<top level>"
+        return f"error in config {files}: {key}: {cause.message}"
+    return f"error in config {files}: {err}"
+
+
+def _located(err: ConfigError, sections: list, fallback: str, job: str) -> ConfigError:
+    where = _where(err.field, sections, fallback)
+    return ConfigError(where, f"{where}: {err} (job: {job})")
