@@ -19,7 +19,7 @@ finished listener is tested in the same process, as `etl_test.py` would.
 import argparse
 import sys
 
-from noisy_emcom import configs, etl
+from noisy_emcom import checkpoint, configs, etl
 from noisy_emcom.data.errors import DataError
 
 
@@ -51,7 +51,7 @@ def main(argv: list[str]) -> int:
             rows = etl.run_test(speaker, result.listener_path, data_dir, png=args.png or None)
             etl.write_results(rows, args.results)
             print(f"{cfg.etl.task}: {len(rows)} rows → {args.results}")
-    except DataError as err:
+    except (DataError, checkpoint.CheckpointError, FloatingPointError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from noisy_emcom import evaluate
+from noisy_emcom import checkpoint, evaluate
 
 
 def split_overrides(argv: list[str]) -> tuple[dict[str, str], list[str]]:
@@ -58,7 +58,11 @@ def main(argv: list[str]) -> int:
     if len(args.out) != len(args.mode):
         parser.error(f"give one --out per --mode: {len(args.mode)} modes, {len(args.out)} outs")
 
-    model = evaluate.restore_model(args.checkpoint, overrides)
+    try:
+        model = evaluate.restore_model(args.checkpoint, overrides)
+    except checkpoint.CheckpointError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     dataset = args.dataset or model.cfg.dataset.name
     data_dir = args.data_dir or model.cfg.dataset.data_dir
     data = evaluate.load_eval_data(dataset, data_dir)

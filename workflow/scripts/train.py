@@ -16,7 +16,8 @@ The `debug` dataset is a generated table (64 Gaussian clusters, D=32).
 import argparse
 import sys
 
-from noisy_emcom import configs, synthetic, train
+from noisy_emcom import checkpoint, configs, synthetic, train
+from noisy_emcom.data.errors import DataError
 
 
 def main(argv: list[str]) -> int:
@@ -27,7 +28,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--features", default="", help=".npy/.npz feature table instead")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(rest)
+    if not args.run_dir.strip():
+        parser.error("--run-dir is empty; give a folder for this run's outputs")
+    try:
+        return run(cfg, args)
+    except (DataError, checkpoint.CheckpointError, FloatingPointError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
+
+def run(cfg, args) -> int:
     if args.features:
         from noisy_emcom.data import loader
 
