@@ -38,6 +38,13 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, corrupt or of another format."""
 
 
+class WriteError(OSError):
+    """A failed write (full disk, size limit); the message names the file."""
+
+    def __str__(self) -> str:
+        return str(self.strerror)
+
+
 class OldFormatError(CheckpointError):
     """A checkpoint of the former pickle-based format (not read: unpickling can run code)."""
 
@@ -91,8 +98,8 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
     """Write to a temporary file in the same folder, fsync, then rename over `path`.
 
     The file gets the umask's usual mode (0644 under umask 022). A failed write (full disk,
-    size limit) removes the temporary file, leaves `path` as it was and raises an OSError
-    naming `path`."""
+    size limit) removes the temporary file, leaves `path` as it was and raises WriteError (an
+    OSError) naming `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temps(path.parent, f".{glob.escape(path.name)}.*.tmp")
@@ -108,7 +115,7 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
         os.replace(tmp, path)
     except OSError as err:
         Path(tmp).unlink(missing_ok=True)
-        raise OSError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
+        raise WriteError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -252,15 +259,15 @@ def restore_like(saved: Any, template: Any, where: str, path: str | Path) -> Any
     expect = jax.tree_util.tree_structure(_skeleton(template))
     got = jax.tree_util.tree_structure(saved)
     if got != expect:
-        raise CheckpointError(f"{path}: {where} has another structure than this config's")
+        raise CheckpointError(f"{path}: {where} has another structure than the config's")
     named, treedef = jax.tree_util.tree_flatten_with_path(template)
     leaves = jax.tree_util.tree_leaves(saved)
     for (key, ref), leaf in zip(named, leaves, strict=True):
         a = np.asarray(leaf)
         if a.shape != tuple(ref.shape) or a.dtype != ref.dtype:
             raise CheckpointError(
-                f"{path}: {where}{jax.tree_util.keystr(key)} is {a.dtype}{list(a.shape)}, this "
-                f"config needs {ref.dtype}{list(ref.shape)}"
+                f"{path}: {where}{jax.tree_util.keystr(key)} is {a.dtype}{list(a.shape)}, the "
+                f"config and data need {ref.dtype}{list(ref.shape)}"
             )
     return jax.tree_util.tree_unflatten(treedef, [jnp.asarray(x) for x in leaves])
 
@@ -284,13 +291,14 @@ def latest_valid(
     accept: Callable[[Path, dict[str, Any]], Any] | None = None,
 ) -> tuple[Path, dict[str, Any], Any] | None:
     """Newest usable checkpoint of a run (final first, then periodic by step) → (path, payload,
-    accept(path, payload)). Damaged ones, and those `accept` refuses with a CheckpointError,
-    are skipped with a warning; an old-format one stops with OldFormatError (nothing is
-    retrained over it)."""
+    accept(path, payload)), or None when there is none. Damaged ones, and those `accept`
+    refuses with a CheckpointError, are skipped with a warning; when every one is refused, or
+    one has the old format, a CheckpointError stops the run (nothing is retrained over them)."""
     run_dir = Path(run_dir)
     candidates = [run_dir / final_name] + sorted(
         (run_dir / "checkpoints").glob("step_*.ckpt"), reverse=True
     )
+    refused = []
     for path in candidates:
         if not path.exists():
             continue
@@ -301,6 +309,12 @@ def latest_valid(
             raise
         except CheckpointError as err:
             warnings.warn(f"skipping checkpoint: {err}", stacklevel=2)
+            refused.append(str(err))
+    if refused:
+        raise CheckpointError(
+            f"no checkpoint of {run_dir} can be resumed ({'; '.join(refused)}); move them away "
+            "to start afresh"
+        )
     return None
 
 

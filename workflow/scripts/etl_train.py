@@ -19,7 +19,7 @@ finished listener is tested in the same process, as `etl_test.py` would.
 import argparse
 import sys
 
-from noisy_emcom import checkpoint, configs, etl
+from noisy_emcom import checkpoint, configs, etl, lifeline
 from noisy_emcom.data.errors import DataError
 
 
@@ -39,6 +39,7 @@ def main(argv: list[str]) -> int:
         )
     if args.data_dir:
         cfg.dataset.data_dir = args.data_dir
+    lifeline.watch_snakemake()  # stop (with a checkpoint) if Snakemake is killed
     try:
         speaker = etl.load_speaker(args.checkpoint)
         data_dir = cfg.dataset.data_dir or None

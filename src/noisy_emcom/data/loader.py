@@ -278,7 +278,8 @@ def _check_table(path: Path, name: str, table: np.ndarray) -> np.ndarray:
             f"{path}: {name} (field 'logit') has dtype {table.dtype}; a feature table holds "
             "real numbers (integer or float)"
         )
-    out = table.astype(np.float32, copy=False)
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
+        out = table.astype(np.float32, copy=False)
     if table.ndim == 2 and not np.all(np.isfinite(out)):
         row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
         raise DataError(
