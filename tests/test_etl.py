@@ -219,6 +219,24 @@ def test_speaker_is_bit_identical_and_resume_reproduces(shapes_dir, speaker_ckpt
         etl.run_test(other, tmp_path / "full" / "listener.ckpt", shapes_dir)
 
 
+def test_resume_inside_a_logging_window_writes_the_same_curve(shapes_dir, speaker_ckpt, tmp_path):
+    """The window's running sums are checkpointed: a stop between two curve rows changes no
+    value of the curve or of the final checkpoint (only the wall-clock steps per second)."""
+    from faultkit import assert_same_outputs
+
+    speaker = etl.load_speaker(speaker_ckpt)
+    cfg = etl_config(
+        "shapes_logits_discrimination_0.5",
+        **{"etl.training_steps": 100, "etl.steps_per_call": 10, "etl.checkpoint_every": 100},
+    )
+    etl.train_etl(cfg, speaker, shapes_dir, tmp_path / "full", progress=False)
+    etl.train_etl(cfg, speaker, shapes_dir, tmp_path / "part", progress=False, stop_at_step=30)
+    resumed = etl.train_etl(cfg, speaker, shapes_dir, tmp_path / "part", progress=False)
+    assert resumed.resumed_from == 30
+    (tmp_path / "part" / "checkpoints" / "step_000000030.ckpt").unlink()
+    assert_same_outputs(tmp_path / "full", tmp_path / "part")
+
+
 def _majority_accuracy(train_y, test_y):
     majority = (train_y.mean(0) >= 0.5).astype(np.int32)
     return float((test_y == majority).mean())

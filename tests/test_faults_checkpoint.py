@@ -475,3 +475,25 @@ def test_bench_script_runs(tmp_path):
     )
     assert res.returncode == 0, res.stderr[-2000:]
     assert "new" in res.stdout and "old" in res.stdout
+
+
+def test_old_checkpoint_is_converted_only_when_trusted(tmp_path, capsys):
+    cfg = small_cfg()
+    ref = train.train(cfg, TABLE, tmp_path / "ref", progress=False)
+    train.train(cfg, TABLE, tmp_path / "r", progress=False, stop_at_step=4)
+    newest = checkpoint.periodic_path(tmp_path / "r", 4)
+    payload = checkpoint.load_checkpoint(newest)
+    state = train._restore(newest, payload, ref.state)  # NamedTuples, as the old files held
+    old = {**payload, "format_version": 1, "speaker_opt": state.speaker_opt}
+    old["listener_opt"] = state.listener_opt
+    body = pickle.dumps(jax.device_get(old))
+    newest.write_bytes(b"NEMCKPT1" + hashlib.sha256(body).digest() + body)
+    convert = load_script("convert_checkpoint").main
+    with pytest.raises(SystemExit):
+        convert([str(newest)])
+    assert "--trusted" in capsys.readouterr().err
+    assert newest.read_bytes()[:8] == b"NEMCKPT1"
+    assert convert(["--trusted", str(newest)]) == 0
+    res = train.train(cfg, TABLE, tmp_path / "r", progress=False)
+    assert res.resumed_from == 4
+    assert_same_tree(ref.state, res.state)
