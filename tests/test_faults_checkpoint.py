@@ -259,6 +259,7 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left
 
 
+@pytest.mark.slow
 def test_full_disk_during_training_stops_with_a_clear_error_then_resumes(tmp_path):
     args = train_args(tmp_path / "r", steps=8, per_call=2, log_every=2, ckpt_every=2)
     cfg, _ = configs.parse_cli(args)

@@ -209,8 +209,8 @@ def decode(data: bytes, path: str | Path = "checkpoint") -> dict[str, Any]:
         if doc.get("format_version") != FORMAT_VERSION:
             raise ValueError(f"format version {doc.get('format_version')} != {FORMAT_VERSION}")
         payload = _decode(doc["payload"], arrays)
-    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, OSError,
-            zipfile.BadZipFile) as err:  # fmt: skip
+    except (ValueError, KeyError, TypeError, AttributeError, RecursionError, MemoryError,
+            OSError, zipfile.BadZipFile) as err:  # fmt: skip
         raise CheckpointError(f"{path}: malformed checkpoint body ({err})") from None
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: malformed checkpoint body (payload is not a mapping)")

@@ -852,7 +852,7 @@ def load_listener(path: str | Path, speaker: Speaker) -> tuple[ml_collections.Co
     _check_belongs(path, payload, None, speaker)
     cfg = configs.from_json(payload["config"])
     vocab, out_dim = checkpoint.field(payload, "listener_vocab", path), payload.get("out_dim")
-    if not all(isinstance(v, int) and v > 0 for v in (vocab, out_dim)):
+    if not (isinstance(vocab, int) and vocab > 0 and isinstance(out_dim, int) and out_dim >= 0):
         raise checkpoint.CheckpointError(f"{path}: bad 'listener_vocab' or 'out_dim'")
     b = int(cfg.etl.batch_size)
     ref = jax.eval_shape(

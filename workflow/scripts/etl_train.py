@@ -37,6 +37,8 @@ def main(argv: list[str]) -> int:
         parser.error(
             "--config must name the etl preset, e.g. --config=etl:shapes_noimg_attribute_0.0"
         )
+    if not args.out_dir.strip():
+        parser.error("--out-dir is empty; give a folder for this ETL run's outputs")
     if args.data_dir:
         cfg.dataset.data_dir = args.data_dir
     lifeline.watch_snakemake()  # stop (with a checkpoint) if Snakemake is killed
