@@ -111,6 +111,7 @@ def _snakemake(config: Path, *args) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         env=script_env(PATH=path),
+        start_new_session=True,  # its own process group, as in a terminal
     )
 
 
@@ -142,14 +143,14 @@ def test_killed_snakemake_stops_its_jobs_and_rerun_incomplete_equals_a_whole_run
     results = tmp_path / "results"
     cfg = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
     cfg.update(results=str(results), data_dir=str(results / "tfds"))
-    cfg["train"].update(games=["lg_rl"], seeds=[0, 1])
+    cfg["train"].update(games=["lg_rl"], seeds=[0, 1, 2])
     # Long enough to be stopped while training: 3000 steps, a checkpoint every 100.
     overrides = {**cfg["train"]["overrides"], "training_steps": 3000, "log_every": 50,
                  "checkpoint_every": 100}  # fmt: skip
     cfg["train"]["overrides"] = overrides
     config = tmp_path / "config.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    runs = {seed: results / "runs" / f"lg_rl-shapes_logits-b8-p0.0-s{seed}" for seed in (0, 1)}
+    runs = {seed: results / "runs" / f"lg_rl-shapes_logits-b8-p0.0-s{seed}" for seed in (0, 1, 2)}
 
     # SIGKILL: Snakemake dies at once and its job's shell survives; the job stops by itself
     # (lifeline: a checkpoint, then exit) instead of writing on.
@@ -192,6 +193,20 @@ def test_killed_snakemake_stops_its_jobs_and_rerun_incomplete_equals_a_whole_run
         cwd=ROOT, capture_output=True, text=True, env=script_env(),
     )  # fmt: skip
     assert "Nothing to be done" in dry.stdout + dry.stderr
+
+    # SIGTERM to Snakemake's process group (as Ctrl-C, SLURM and `kill -- -PGID` do): the job
+    # writes a checkpoint and exits 143 at once; the rerun resumes from that checkpoint.
+    sm = _snakemake(config, runs[2] / "final.ckpt")
+    _wait_for(runs[2] / "checkpoints" / "step_000000100.ckpt", sm, timeout=900)
+    os.killpg(sm.pid, signal.SIGTERM)
+    log, _ = sm.communicate(timeout=120)
+    assert sm.returncode != 0 and not _train_pids(runs[2])
+    assert not (runs[2] / "final.ckpt").exists()
+    job_log = (results / "logs" / "train" / f"{runs[2].name}.log").read_text()
+    assert "interrupted at step" in job_log, job_log[-2000:]
+    sm = _snakemake(config, runs[2] / "final.ckpt", "--rerun-incomplete")
+    log, _ = sm.communicate(timeout=900)
+    assert sm.returncode == 0 and (runs[2] / "final.ckpt").exists(), log[-3000:]
 
 
 FAKE_SNAKEMAKE = """#!{python}

@@ -155,10 +155,7 @@ def _encode(x: Any, arrays: dict[str, np.ndarray], where: str) -> dict[str, Any]
 
 
 def _decode(node: Any, arrays: Mapping[str, np.ndarray]) -> Any:
-    if (
-        not isinstance(node, dict)
-        or len(node.keys() & {"array", "value", "dict", "list", "tuple"}) != 1
-    ):
+    if not isinstance(node, dict) or len(node.keys() & NODE_KINDS) != 1:
         raise ValueError(f"unexpected tree node {str(node)[:80]!r}")
     if "array" in node:
         a = arrays[node["array"]]
