@@ -221,6 +221,46 @@ def test_speaker_is_bit_identical_and_resume_reproduces(shapes_dir, speaker_ckpt
         etl.run_test(other, tmp_path / "full" / "listener.ckpt", shapes_dir)
 
 
+def test_resume_inside_a_logging_window_writes_the_same_curve(shapes_dir, speaker_ckpt, tmp_path):
+    """The window's running sums are checkpointed: a stop between two curve rows changes no
+    value of the curve or of the final checkpoint (only the wall-clock steps per second)."""
+    from faultkit import assert_same_outputs
+
+    speaker = etl.load_speaker(speaker_ckpt)
+    cfg = etl_config(
+        "shapes_logits_discrimination_0.5",
+        **{"etl.training_steps": 100, "etl.steps_per_call": 10, "etl.checkpoint_every": 100},
+    )
+    etl.train_etl(cfg, speaker, shapes_dir, tmp_path / "full", progress=False)
+    etl.train_etl(cfg, speaker, shapes_dir, tmp_path / "part", progress=False, stop_at_step=30)
+    resumed = etl.train_etl(cfg, speaker, shapes_dir, tmp_path / "part", progress=False)
+    assert resumed.resumed_from == 30
+    (tmp_path / "part" / "checkpoints" / "step_000000030.ckpt").unlink()
+    assert_same_outputs(tmp_path / "full", tmp_path / "part")
+
+
+def test_wrong_type_listener_checkpoint_falls_back_or_is_refused(
+    shapes_dir, speaker_ckpt, tmp_path
+):
+    speaker = etl.load_speaker(speaker_ckpt)
+    cfg = etl_config("shapes_logits_discrimination_0.5", **{"etl.training_steps": 150})
+    etl.train_etl(cfg, speaker, shapes_dir, tmp_path / "r", progress=False, stop_at_step=100)
+    newest = checkpoint.periodic_path(tmp_path / "r", 100)
+    payload = checkpoint.load_checkpoint(newest)
+    checkpoint.save_checkpoint(newest, {**payload, "listener_opt": [1, 2]})
+    with pytest.warns(UserWarning, match="listener_opt has another structure"):
+        res = etl.train_etl(cfg, speaker, shapes_dir, tmp_path / "r", progress=False)
+    assert res.finished and res.resumed_from == 50
+    # A finished listener whose parameters do not fit its config is refused by the test.
+    final = tmp_path / "r" / "listener.ckpt"
+    payload = checkpoint.load_checkpoint(final)
+    emb = payload["listener"]["message_encoder/token_embed"]
+    emb["embeddings"] = emb["embeddings"][:5]
+    checkpoint.save_checkpoint(final, payload)
+    with pytest.raises(checkpoint.CheckpointError, match=r"token_embed'\]\['embeddings'\] is"):
+        etl.run_test(speaker, final, shapes_dir)
+
+
 # task, sweep, ETL steps. The speaker is untrained and decodes greedy (module note).
 LEARNING = [
     ("discrimination", "shapes_logits_discrimination_0.5", 300),

@@ -136,7 +136,7 @@ def test_checkpoint_holds_everything_needed(tmp_path):
         "listener_opt",
         "step",
         "config",
-        "format_version",
+        "window",
     } <= set(payload)
     saved, speaker, listener, step = checkpoint.load_model(checkpoint.final_path(tmp_path / "r"))
     assert step == 2 and configs.run_id(saved) == "nlg-debug-b8-p0.25-s0"

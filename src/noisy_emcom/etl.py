@@ -537,11 +537,20 @@ def _run_free(cfg: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
 
 
 def _payload(
-    state: EtlState, cfg, speaker: Speaker, vocab: int, out_dim: int, names: list[str], curve
+    state: EtlState,
+    cfg,
+    speaker: Speaker,
+    vocab: int,
+    out_dim: int,
+    names: list[str],
+    curve,
+    window: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """Everything a resume needs: the curve so far and the sums of the window under way."""
     return {
         "kind": "etl_listener",
         "curve": [dict(row) for row in curve],
+        "window": window or {"sums": {}, "steps": 0, "seconds": 0.0},
         "listener": state.params,
         "listener_opt": state.opt,
         "step": int(state.step),
@@ -552,35 +561,37 @@ def _payload(
         "speaker_run_id": configs.run_id(speaker.cfg),
         "speaker_step": speaker.step,
         **_identity(cfg, speaker),
-    }
+    }  # fmt: skip
 
 
-def _like(saved, ref):
-    return jax.tree_util.tree_unflatten(
-        jax.tree_util.tree_structure(ref),
-        [jnp.asarray(x) for x in jax.tree_util.tree_leaves(saved)],
+def _restore(path: Path, payload: dict, template: EtlState) -> tuple[EtlState, dict]:
+    """(state, window) of a loaded listener checkpoint, checked against `template`."""
+    step = checkpoint.field(payload, "step", path)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise checkpoint.CheckpointError(f"{path}: field 'step' = {step!r} is not a step count")
+    state = EtlState(
+        checkpoint.restore_like(
+            checkpoint.field(payload, "listener", path), template.params, "listener", path
+        ),
+        checkpoint.restore_like(
+            checkpoint.field(payload, "listener_opt", path), template.opt, "listener_opt", path
+        ),
+        jnp.int32(step),
     )
-
-
-def _latest_listener(out_dir: Path) -> tuple[Path, dict] | None:
-    """Newest readable listener checkpoint (final, then periodic); corrupt ones skipped."""
-    import warnings
-
-    candidates = [out_dir / LISTENER_FILE] + sorted(
-        (out_dir / "checkpoints").glob("step_*.ckpt"), reverse=True
-    )
-    for path in candidates:
-        if path.exists():
-            try:
-                return path, checkpoint.load_checkpoint(path)
-            except checkpoint.CheckpointError as err:
-                warnings.warn(f"skipping checkpoint: {err}", stacklevel=2)
-    return None
+    window = payload.get("window") or {"sums": {}, "steps": 0, "seconds": 0.0}
+    try:
+        sums = {str(k): np.asarray(v, np.float64)[()] for k, v in window["sums"].items()}
+        window = {"sums": sums, "steps": int(window["steps"]), "seconds": float(window["seconds"])}
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise checkpoint.CheckpointError(f"{path}: malformed field 'window'") from None
+    return state, window
 
 
 def _check_belongs(path: Path, payload: dict, cfg, speaker: Speaker) -> None:
     if payload.get("kind") != "etl_listener":
         raise checkpoint.CheckpointError(f"{path} is not an ETL listener checkpoint")
+    for key in ("speaker_fingerprint", "speaker_run_id", "speaker_step", "config"):
+        checkpoint.field(payload, key, path)
     if payload["speaker_fingerprint"] != speaker.fingerprint:
         raise ValueError(
             f"{path} was trained on the messages of another speaker ({payload['speaker_run_id']} "
@@ -605,6 +616,8 @@ def train_etl(
     `listener.ckpt`; resumes from the newest valid one (a finished run returns at once).
     `stop_at_step` stops with a checkpoint, as SIGTERM does."""
     e = cfg.etl
+    if not str(out_dir).strip():
+        raise ValueError("the ETL output directory is empty; give a folder for its outputs")
     out_dir = Path(out_dir)
     dataset = cfg.dataset.name
     check_task_dataset(e.task, dataset)
@@ -624,17 +637,19 @@ def train_etl(
     del round_fn
     state = _init_state(cfg, listener, length, speaker.feature_dim, k_init)
 
-    resumed_from = 0
-    found = _latest_listener(out_dir)
-    if found is not None:
-        path, payload = found
+    def accept(path: Path, payload: dict):
         _check_belongs(path, payload, cfg, speaker)
-        state = EtlState(
-            _like(payload["listener"], state.params),
-            _like(payload["listener_opt"], state.opt),
-            jnp.int32(payload["step"]),
-        )
-        resumed_from = int(payload["step"])
+        return _restore(path, payload, state)
+
+    resumed_from = 0
+    saved_window = {"sums": {}, "steps": 0, "seconds": 0.0}
+    for folder in (out_dir, out_dir / "checkpoints"):
+        if folder.is_dir():
+            checkpoint.remove_stale_temps(folder)
+    found = checkpoint.latest_valid(out_dir, LISTENER_FILE, accept)
+    if found is not None:
+        path, payload, (state, saved_window) = found
+        resumed_from = int(state.step)
         if path == out_dir / LISTENER_FILE:
             if not (out_dir / CURVE_FILE).exists():
                 _write_curve(out_dir / CURVE_FILE, payload.get("curve", []), curve_columns(e.task))
@@ -655,8 +670,8 @@ def train_etl(
     speaker_params = jax.device_put(speaker.params)
     chan = channel_params(cfg, length)
 
-    window: dict[str, float] = {}
-    window_steps, window_time = 0, 0.0
+    window: dict[str, Any] = saved_window["sums"]
+    window_steps, window_time = saved_window["steps"], saved_window["seconds"]
     step = resumed_from
     bar = tqdm(
         total=e.training_steps,
@@ -693,9 +708,10 @@ def train_etl(
                 break
             interrupted = stop.set or (stop_at_step is not None and step >= stop_at_step)
             if step % e.checkpoint_every == 0 or interrupted:
+                saved_window = {"sums": window, "steps": window_steps, "seconds": window_time}
                 checkpoint.save_checkpoint(
                     checkpoint.periodic_path(out_dir, step),
-                    _payload(state, cfg, speaker, vocab, out_dim, names, rows),
+                    _payload(state, cfg, speaker, vocab, out_dim, names, rows, saved_window),
                 )
                 checkpoint.prune_periodic(out_dir, max(e.keep_checkpoints, 1))
             if interrupted:
@@ -830,11 +846,26 @@ def evaluate_listener(
 
 
 def load_listener(path: str | Path, speaker: Speaker) -> tuple[ml_collections.ConfigDict, dict]:
-    """(ETL config, payload) of a listener checkpoint trained on `speaker`'s messages."""
+    """(ETL config, payload) of a listener checkpoint trained on `speaker`'s messages; the
+    listener's parameters are checked against the network its config builds."""
     path = Path(path)
     payload = checkpoint.load_checkpoint(path)
     _check_belongs(path, payload, None, speaker)
-    return configs.from_json(payload["config"]), payload
+    cfg = configs.from_json(payload["config"])
+    vocab, out_dim = checkpoint.field(payload, "listener_vocab", path), payload.get("out_dim")
+    if not (isinstance(vocab, int) and vocab > 0 and isinstance(out_dim, int) and out_dim >= 0):
+        raise checkpoint.CheckpointError(f"{path}: bad 'listener_vocab' or 'out_dim'")
+    b = int(cfg.etl.batch_size)
+    ref = jax.eval_shape(
+        make_listener(cfg, vocab, out_dim).init,
+        jax.random.PRNGKey(0),
+        jnp.zeros((b, int(speaker.cfg.length)), jnp.int32),
+        jnp.zeros((b, speaker.feature_dim), jnp.float32),
+    )
+    payload["listener"] = checkpoint.restore_like(
+        checkpoint.field(payload, "listener", path), ref, "listener", path
+    )
+    return cfg, payload
 
 
 def result_rows(cfg, speaker: Speaker, etl_steps: int, metrics: dict[str, float]) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import functools
+import io
 import json
 import signal
 import threading
@@ -84,18 +85,15 @@ def root_keys(seed: int):
     return tuple(jax.random.split(jax.random.PRNGKey(seed), 3))
 
 
-def init_state(cfg: ml_collections.ConfigDict, nets: Nets, feature_dim: int, k_init) -> TrainState:
-    """Speaker and listener from k_init; the target speaker is an exact copy (docs/science.md).
-
-    One computation compiled with little optimisation (`xla.run_once`).
-    """
+def _init_fn(cfg: ml_collections.ConfigDict, nets: Nets, feature_dim: int, value=None):
+    value = cfg.listener.type == "rl" if value is None else value
 
     def init(k_init):
         k_spk, k_lst = jax.random.split(k_init)
         x = jnp.zeros((cfg.batch_size, feature_dim), jnp.float32)
         tokens = jnp.zeros((cfg.batch_size, cfg.length), jnp.int32)
         speaker = nets.speaker.init(k_spk, x, k_spk)
-        listener = nets.listener.init(k_lst, tokens, x, compute_value=cfg.listener.type == "rl")
+        listener = nets.listener.init(k_lst, tokens, x, compute_value=value)
         return TrainState(
             speaker=speaker,
             target=jax.tree_util.tree_map(jnp.copy, speaker),
@@ -105,7 +103,23 @@ def init_state(cfg: ml_collections.ConfigDict, nets: Nets, feature_dim: int, k_i
             step=jnp.zeros((), jnp.int32),
         )
 
-    return xla.run_once(init, k_init)
+    return init
+
+
+def init_state(cfg: ml_collections.ConfigDict, nets: Nets, feature_dim: int, k_init) -> TrainState:
+    """Speaker and listener from k_init; the target speaker is an exact copy (docs/science.md).
+
+    One computation compiled with little optimisation (`xla.run_once`).
+    """
+    return xla.run_once(_init_fn(cfg, nets, feature_dim), k_init)
+
+
+def param_shapes(cfg: ml_collections.ConfigDict, feature_dim: int, value: bool | None = None):
+    """(speaker, listener) parameter shapes and dtypes of `cfg` (traced, nothing computed);
+    `value`: whether the listener has its value head (default: as training builds it)."""
+    init = _init_fn(cfg, make_nets(cfg), feature_dim, value)
+    state = jax.eval_shape(init, jax.random.PRNGKey(0))
+    return state.speaker, state.listener
 
 
 def ema_update(target: hk.Params, online: hk.Params, decay: float) -> hk.Params:
@@ -247,13 +261,11 @@ def check_schedule(cfg: ml_collections.ConfigDict) -> int:
 
 
 def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=LOG_COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
-    tmp.replace(path)
+    buf = io.StringIO(newline="")
+    writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    checkpoint.atomic_write_bytes(path, buf.getvalue().encode())
 
 
 class _StopFlag:
@@ -276,10 +288,20 @@ class _StopFlag:
             signal.signal(signal.SIGTERM, self._previous)
 
 
-def _payload(state: TrainState, cfg: ml_collections.ConfigDict, log_rows) -> dict[str, Any]:
+class Window(NamedTuple):
+    """Running sums of the logging window under way (checkpointed, so a resumed run writes
+    the same log rows as an uninterrupted one)."""
+
+    stats: dict[str, list[float]]  # per-dispatch means of each statistic
+    steps: int
+    seconds: float
+
+
+def _payload(state: TrainState, cfg, log_rows, window: Window) -> dict[str, Any]:
     """Everything a resume needs, including the training log up to this step."""
     return {
         "train_log": [dict(row) for row in log_rows],
+        "window": {"stats": window.stats, "steps": window.steps, "seconds": window.seconds},
         "speaker": state.speaker,
         "target": state.target,
         "listener": state.listener,
@@ -290,21 +312,28 @@ def _payload(state: TrainState, cfg: ml_collections.ConfigDict, log_rows) -> dic
     }
 
 
-def _restore(payload: dict[str, Any], template: TrainState) -> TrainState:
-    def like(saved, ref):
-        return jax.tree_util.tree_unflatten(
-            jax.tree_util.tree_structure(ref),
-            [jnp.asarray(x) for x in jax.tree_util.tree_leaves(saved)],
+def _restore(path: Path, payload: dict[str, Any], template: TrainState) -> TrainState:
+    """The state of a loaded checkpoint, every tree checked against `template`."""
+
+    def get(name):
+        return checkpoint.restore_like(
+            checkpoint.field(payload, name, path), getattr(template, name), name, path
         )
 
-    return TrainState(
-        like(payload["speaker"], template.speaker),
-        like(payload["target"], template.target),
-        like(payload["listener"], template.listener),
-        like(payload["speaker_opt"], template.speaker_opt),
-        like(payload["listener_opt"], template.listener_opt),
-        jnp.int32(payload["step"]),
-    )
+    step = checkpoint.field(payload, "step", path)
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0:
+        raise checkpoint.CheckpointError(f"{path}: field 'step' = {step!r} is not a step count")
+    names = ("speaker", "target", "listener", "speaker_opt", "listener_opt")
+    return TrainState(*(get(name) for name in names), jnp.int32(step))
+
+
+def _window(path: Path, payload: dict[str, Any]) -> Window:
+    saved = payload.get("window") or {"stats": {}, "steps": 0, "seconds": 0.0}
+    try:
+        stats = {str(k): [float(v) for v in vs] for k, vs in saved["stats"].items()}
+        return Window(stats, int(saved["steps"]), float(saved["seconds"]))
+    except (KeyError, TypeError, ValueError, AttributeError):
+        raise checkpoint.CheckpointError(f"{path}: malformed field 'window'") from None
 
 
 def train(
@@ -318,8 +347,12 @@ def train(
     """Train one game on `features` (the train split [N,D]) into `run_dir` (results/README.md).
 
     Resumes from the newest valid checkpoint of `run_dir`; a run whose final checkpoint exists
-    returns it at once. `stop_at_step` stops (with a checkpoint) like SIGTERM would.
+    returns it at once. `stop_at_step` stops (with a checkpoint) like SIGTERM would. A
+    non-finite statistic or parameter stops with FloatingPointError; no checkpoint is written
+    over the last good one.
     """
+    if not str(run_dir).strip():
+        raise ValueError("the run directory is empty; give a folder for this run's outputs")
     run_dir = Path(run_dir)
     per_call = check_schedule(cfg)
     streaming = not isinstance(features, np.ndarray)
@@ -332,26 +365,33 @@ def train(
     k_init, k_data, k_train = root_keys(cfg.random_seed)
     state = init_state(cfg, nets, dim, k_init)
 
-    found = checkpoint.latest_valid(run_dir)
-    resumed_from = 0
-    if found is not None:
-        path, payload = found
-        changed = config_differences(configs.from_json(payload["config"]), cfg)
+    def accept(path: Path, payload: dict[str, Any]):
+        saved = checkpoint.field(payload, "config", path)
+        changed = config_differences(configs.from_json(saved), cfg)
         if changed:
             raise ValueError(
                 f"{path} was written with another config (fields {', '.join(changed)} differ); "
                 f"delete {run_dir} to train afresh or restore the config to resume"
             )
-        state, resumed_from = _restore(payload, state), int(payload["step"])
+        return _restore(path, payload, state), _window(path, payload)
+
+    for folder in (run_dir, run_dir / "checkpoints"):
+        if folder.is_dir():
+            checkpoint.remove_stale_temps(folder)
+    found = checkpoint.latest_valid(run_dir, accept=accept)
+    resumed_from, log_rows, window = 0, [], Window({}, 0, 0.0)
+    if found is not None:
+        path, payload, (state, window) = found
+        resumed_from = int(state.step)
+        log_rows = list(payload.get("train_log", []))
         if path == checkpoint.final_path(run_dir):
             if not (run_dir / "train_log.csv").exists():
-                _write_log(run_dir / "train_log.csv", payload.get("train_log", []))
+                _write_log(run_dir / "train_log.csv", log_rows)
             return TrainResult(state, True, resumed_from)
     configs_json = configs.to_json(cfg)
     checkpoint.atomic_write_bytes(run_dir / "config.json", configs_json.encode())
     # The log up to the checkpoint lives in the checkpoint: a deleted or longer CSV is rebuilt.
     log_path = run_dir / "train_log.csv"
-    log_rows = list(payload.get("train_log", [])) if found is not None else []
     _write_log(log_path, log_rows)
 
     chunk_fn = make_train_chunk(cfg)
@@ -359,8 +399,7 @@ def train(
     cursor = start_cursor(k_data, resumed_from, cfg.batch_size, n)
     table = None if streaming else jax.device_put(np.asarray(features, np.float32))
 
-    window: dict[str, list[float]] = {}
-    window_steps, window_time = 0, 0.0
+    stats_window, window_steps, window_time = window
     step = resumed_from
     bar = tqdm(
         total=cfg.training_steps, initial=step, disable=not progress, desc=configs.run_id(cfg)
@@ -379,35 +418,43 @@ def train(
                 state, stats = chunk_fn(state, table, indices, k_train)
             stats = jax.device_get(stats)
             window_time += time.perf_counter() - tic
-            step += per_call
             for name in ALWAYS_FINITE:
-                if not np.all(np.isfinite(stats[name])):
-                    raise FloatingPointError(f"non-finite {name} at step {step} of {run_dir}")
+                bad = np.flatnonzero(~np.isfinite(stats[name]))
+                if bad.size:
+                    raise FloatingPointError(
+                        f"non-finite {name} at step {step + int(bad[0]) + 1} of {run_dir}; "
+                        "stopped without writing a checkpoint (the last one is kept)"
+                    )
+            step += per_call
             for name, values in stats.items():
-                window.setdefault(name, []).append(float(np.mean(values)))
+                stats_window.setdefault(name, []).append(float(np.mean(values)))
             window_steps += per_call
             bar.update(per_call)
             meter.update(per_call)
             if step % cfg.log_every == 0 or step == cfg.training_steps:
-                row = {"step": step, **{k: float(np.mean(v)) for k, v in window.items()}}
+                row = {"step": step, **{k: float(np.mean(v)) for k, v in stats_window.items()}}
                 row["steps_per_second"] = window_steps / max(window_time, 1e-9)
                 log_rows.append(row)
                 _write_log(log_path, log_rows)
                 bar.set_postfix(acc=f"{row['accuracy']:.3f}", p=f"{row['channel_p']:.2f}")
                 if on_log:
                     on_log(row)
-                window, window_steps, window_time = {}, 0, 0.0
+                stats_window, window_steps, window_time = {}, 0, 0.0
             if step == cfg.training_steps:
                 break
             interrupted = stop.set or (stop_at_step is not None and step >= stop_at_step)
             if step % cfg.checkpoint_every == 0 or interrupted:
+                window = Window(stats_window, window_steps, window_time)
                 checkpoint.save_checkpoint(
-                    checkpoint.periodic_path(run_dir, step), _payload(state, cfg, log_rows)
+                    checkpoint.periodic_path(run_dir, step),
+                    _payload(state, cfg, log_rows, window),
                 )
                 checkpoint.prune_periodic(run_dir, max(cfg.keep_checkpoints, 1))
             if interrupted:
                 bar.close()
                 return TrainResult(state, False, resumed_from)
     bar.close()
-    checkpoint.save_checkpoint(checkpoint.final_path(run_dir), _payload(state, cfg, log_rows))
+    checkpoint.save_checkpoint(
+        checkpoint.final_path(run_dir), _payload(state, cfg, log_rows, Window({}, 0, 0.0))
+    )
     return TrainResult(state, True, resumed_from)

@@ -16,7 +16,7 @@ are written under a temporary name then renamed.
 import argparse
 import sys
 
-from noisy_emcom import etl
+from noisy_emcom import checkpoint, etl
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import setup_logging
 
@@ -33,7 +33,7 @@ def main(argv: list[str]) -> int:
     try:
         speaker = etl.load_speaker(args.checkpoint)
         rows = etl.run_test(speaker, args.listener, args.data_dir or None, png=args.png or None)
-    except DataError as err:
+    except (DataError, checkpoint.CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     etl.write_results(rows, args.out)

@@ -19,7 +19,7 @@ finished listener is tested in the same process, as `etl_test.py` would.
 import argparse
 import sys
 
-from noisy_emcom import configs, etl
+from noisy_emcom import checkpoint, configs, etl, lifeline
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import setup_logging
 
@@ -47,8 +47,11 @@ def main(argv: list[str]) -> int:
         parser.error(
             "--config must name the etl preset, e.g. --config=etl:shapes_noimg_attribute_0.0"
         )
+    if not args.out_dir.strip():
+        parser.error("--out-dir is empty; give a folder for this ETL run's outputs")
     if args.data_dir:
         cfg.dataset.data_dir = args.data_dir
+    lifeline.watch_snakemake()  # stop (with a checkpoint) if Snakemake is killed
     try:
         speaker = etl.load_speaker(args.checkpoint)
         data_dir = cfg.dataset.data_dir or None
@@ -61,7 +64,7 @@ def main(argv: list[str]) -> int:
             rows = etl.run_test(speaker, result.listener_path, data_dir, png=args.png or None)
             etl.write_results(rows, args.results)
             print(f"{cfg.etl.task}: {len(rows)} rows → {args.results}")
-    except DataError as err:
+    except (DataError, checkpoint.CheckpointError, FloatingPointError, OSError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

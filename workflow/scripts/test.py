@@ -23,7 +23,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from noisy_emcom import configs, evaluate
+from noisy_emcom import checkpoint, configs, evaluate
 from noisy_emcom.progress import setup_logging
 
 
@@ -49,8 +49,9 @@ def main(argv: list[str]) -> int:
 
     try:
         model = evaluate.restore_model(args.checkpoint, overrides)  # overrides validated
-    except configs.ConfigError as err:
-        sys.exit(f"error: {err}")
+    except (configs.ConfigError, checkpoint.CheckpointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     dataset = args.dataset or model.cfg.dataset.name
     data_dir = args.data_dir or model.cfg.dataset.data_dir
     data = evaluate.load_eval_data(dataset, data_dir)

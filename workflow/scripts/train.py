@@ -8,15 +8,18 @@
         --run-dir /tmp/run
 
 Writes <run-dir>/config.json, train_log.csv, checkpoints/step_*.ckpt and final.ckpt; rerunning
-with the same --run-dir resumes. `--features` takes a .npy table [N,D] or a .npz with a
-`train` (or `train_logit`) array; otherwise the config's dataset is read from --data-dir.
+with the same --run-dir resumes. SIGTERM (or the death of the Snakemake process that started
+it) writes a checkpoint and exits with status 143. `--features` takes a .npy table [N,D] or a
+.npz with a `train` (or `train_logit`) array of real numbers, all finite; otherwise the
+config's dataset is read from --data-dir.
 The `debug` dataset is a generated table (64 Gaussian clusters, D=32).
 """
 
 import argparse
 import sys
 
-from noisy_emcom import configs, synthetic, train
+from noisy_emcom import checkpoint, configs, lifeline, synthetic, train
+from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import setup_logging
 
 
@@ -34,7 +37,17 @@ def main(argv: list[str]) -> int:
         cfg = configs.from_spec(args.config, overrides)  # resolved and validated
     except configs.ConfigError as err:
         sys.exit(f"error: {err}")
+    if not args.run_dir.strip():
+        parser.error("--run-dir is empty; give a folder for this run's outputs")
+    lifeline.watch_snakemake()  # stop (with a checkpoint) if Snakemake is killed
+    try:
+        return run(cfg, args)
+    except (DataError, checkpoint.CheckpointError, FloatingPointError, OSError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
 
+
+def run(cfg, args) -> int:
     if args.features:
         from noisy_emcom.data import loader
 

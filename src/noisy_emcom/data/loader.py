@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -214,8 +215,22 @@ def _empty(spec: DatasetSpec, field: str, source) -> dict[str, np.ndarray]:
     return _stack(spec, field, [])
 
 
+def _member(path: Path, data, key: str) -> np.ndarray:
+    """Array `key` of an open .npz; object arrays (pickled data) are refused by name."""
+    try:
+        return data[key]
+    except ValueError as e:
+        raise DataError(
+            f"{path}: array {key!r} holds pickled (object) data, which is not read"
+        ) from e
+    except Exception as e:  # noqa: BLE001
+        raise DataError(f"{path}: array {key!r} cannot be read ({e})") from e
+
+
 def _load_npz(path: Path, split: str, fields: Sequence[str]) -> dict[str, np.ndarray]:
     """Arrays `<split>` (logit) or `<split>_<field>` of a .npz file."""
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"{path}: not a valid .npz file (not a zip archive)")
     try:
         data = np.load(path, allow_pickle=False)
     except Exception as e:  # noqa: BLE001
@@ -231,7 +246,9 @@ def _load_npz(path: Path, split: str, fields: Sequence[str]) -> dict[str, np.nda
                         f"{path}: no array {' or '.join(repr(n) for n in names)} "
                         f"for field {field!r} of split {split!r}"
                     )
-                out[key] = data[hit]
+                out[key] = _member(path, data, hit)
+                if key == "logit":
+                    out[key] = _check_table(path, f"array {hit!r}", out[key])
     return out
 
 
@@ -241,10 +258,34 @@ def _load_npy(path: Path, fields: Sequence[str]) -> dict[str, np.ndarray]:
         raise DataError(
             f"{path}: a .npy file holds only a logit table; field {extra[0]!r} is not available"
         )
+    with path.open("rb") as f:
+        if f.read(6) != b"\x93NUMPY":
+            raise DataError(f"{path}: not a valid .npy file (no NumPy header)")
     try:
-        return {"logit": np.load(path, allow_pickle=False)}
+        table = np.load(path, allow_pickle=False)
+    except ValueError as e:
+        raise DataError(f"{path}: holds pickled (object) data, which is not read") from e
     except Exception as e:  # noqa: BLE001
         raise DataError(f"{path}: cannot read .npy file ({e})") from e
+    return {"logit": _check_table(path, "the table", table)}
+
+
+def _check_table(path: Path, name: str, table: np.ndarray) -> np.ndarray:
+    """A feature table as float32: real numbers only (no complex, bool, strings or objects),
+    finite after the conversion; errors name the file and the array."""
+    if table.dtype.kind not in "iuf":
+        raise DataError(
+            f"{path}: {name} (field 'logit') has dtype {table.dtype}; a feature table holds "
+            "real numbers (integer or float)"
+        )
+    with np.errstate(over="ignore"):  # values beyond float32 become inf, refused below
+        out = table.astype(np.float32, copy=False)
+    if table.ndim == 2 and not np.all(np.isfinite(out)):
+        row = int(np.flatnonzero(~np.isfinite(out).all(axis=1))[0])
+        raise DataError(
+            f"{path}: {name} (field 'logit') has NaN or infinite values (first in row {row})"
+        )
+    return out
 
 
 def _check_file_arrays(
@@ -252,11 +293,15 @@ def _check_file_arrays(
 ) -> dict[str, np.ndarray]:
     if "logit" in out:
         logit = out["logit"]
+        if logit.dtype.kind not in "iuf":
+            _check_table(path, "the table", logit)
         if logit.ndim != 2 or (feature_dim is not None and logit.shape[1] != feature_dim):
             raise DataError(
                 f"{path}: field 'logit' has shape {logit.shape}, expected "
                 f"(N, {feature_dim if feature_dim is not None else 'D'})"
             )
+        if logit.shape[1] == 0:
+            raise DataError(f"{path}: field 'logit' has shape {logit.shape}: no features")
         out["logit"] = logit.astype(np.float32, copy=False)
     lengths = {k: len(v) for k, v in out.items()}
     if len(set(lengths.values())) > 1:
@@ -287,7 +332,10 @@ def load_split(
         if not path.is_file():
             raise DataError(f"{path}: dataset file not found")
         out = _load_npz(path, split, fields) if path.suffix == ".npz" else _load_npy(path, fields)
-        return _check_file_arrays(path, out, feature_dim)
+        out = _check_file_arrays(path, out, feature_dim)
+        if "logit" in out and len(out["logit"]) == 0:
+            raise DataError(f"{path}: field 'logit' of split {split!r} has no rows")
+        return out
     spec, source = _open(dataset, split, data_dir, fields, feature_dim)
     n = len(source)
     if n == 0:
