@@ -111,6 +111,36 @@ def test_checkpoint_bad_files(tmp_path):
         encoders.load_byol_resnet50(other)
 
 
+class _RunsCode:
+    """Pickles as a call of os.system (and of builtins.exec): what a crafted file would do."""
+
+    def __init__(self, func, arg):
+        self.func, self.arg = func, arg
+
+    def __reduce__(self):
+        return (self.func, (self.arg,))
+
+
+@pytest.mark.parametrize("func", ["system", "exec"])
+def test_crafted_checkpoint_runs_no_code(tmp_path, func):
+    """The BYOL file is a pickle made by others: only numpy and builtin containers are
+    resolved, every other global (os.system, exec, ...) becomes an inert stand-in."""
+    import builtins
+    import os
+
+    marker = tmp_path / "PWNED"
+    call = (
+        _RunsCode(os.system, f"touch {marker}")
+        if func == "system"
+        else _RunsCode(builtins.exec, f"open({str(marker)!r}, 'w')")
+    )
+    crafted = tmp_path / "crafted.pkl"
+    crafted.write_bytes(pickle.dumps({"experiment_state": call, "step": 1}))
+    with pytest.raises(DataError):
+        encoders.load_byol_resnet50(crafted)
+    assert not marker.exists()
+
+
 def test_crop_box_and_preprocess():
     assert raw.centre_crop_box(218, 178) == (32, 12, 155)
     img = np.full((218, 178, 3), 255, np.uint8)
