@@ -59,9 +59,9 @@ def cluster():
         shutil.rmtree(d, ignore_errors=True)
 
 
-def site_profile(d: Path, results: Path) -> str:
+def site_profile(d: Path, results: Path, gpu_request=None) -> str:
     """The settings the README asks a user to make, for this cluster."""
-    gpu = {"slurm_partition": "emcom", "gpu": 1}
+    gpu = {"slurm_partition": "emcom", **(gpu_request or {"gpu": 1})}
     profile = {
         "default-resources": {"slurm_account": "emcom", "slurm_partition": "emcom"},
         "set-resources": {rule: gpu for rule in ("train", "test", "etl", "byol_features")},
@@ -152,7 +152,9 @@ def test_cancelled_training_job_resumes(cluster):
                    "log_every": 500, "checkpoint_every": 500},
     )  # fmt: skip
     run_dir = results / "runs" / RUN
-    args = [f"{run_dir}/final.ckpt", "--profile", site_profile(d, results), "--configfile", config]
+    # The GPU request in its other form this time: --gres instead of --gpus.
+    site = site_profile(d, results, {"gres": "gpu:1"})
+    args = [f"{run_dir}/final.ckpt", "--profile", site, "--configfile", config]
     out = open(d / "cancel.log", "w")
     proc = subprocess.Popen([*SNAKEMAKE, *args], cwd=ROOT, env=env, stdout=out, stderr=out)
     try:
@@ -172,8 +174,9 @@ def test_cancelled_training_job_resumes(cluster):
     assert proc.returncode == 0, log[-6000:]
     jobs = sorted(slurm_logs(results, RUN_LOGS))
     assert len(jobs) == 2 and jobs[0] == first, jobs
-    states = {int(r[0]): r[1] for r in sacct(env, "JobIDRaw", "State")}
-    assert states[first].startswith("CANCELLED") and states[jobs[1]] == "COMPLETED"
+    rows = {int(r[0]): r[1:] for r in sacct(env, "JobIDRaw", "State", "ReqTRES")}
+    assert rows[first][0].startswith("CANCELLED") and rows[jobs[1]][0] == "COMPLETED"
+    assert all("gres/gpu=1" in rows[j][1] for j in jobs)
     assert f"SLURM-job '{first}' failed" in log
     resumed = re.search(r"resumed from step (\d+)", (results / "logs/train" / f"{RUN}.log")
                         .read_text())  # fmt: skip
