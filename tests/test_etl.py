@@ -299,9 +299,9 @@ def test_task_learns_above_chance_on_test(shapes_dir, speaker_ckpt, tmp_path, ta
     attribute at most as often as the majority answer of the test split, m_a, so its correct
     count is at most Binomial(1,024, m_a) in the tail (Hoeffding 1956); the test asks that at
     least one of the 40 attributes beats its own threshold at alpha = 1e-4 / 40 (Bonferroni).
-    Observed (seeds 0 / 1 / 2; SSE4.2 code as seed 0): discrimination 0.199 / 0.194 / 0.191, discriminationdist
-    0.178 / 0.168 / 0.169 (margins at least 0.11); attribute, best of 40 (dark_background,
-    threshold 0.579) 0.969 / 0.964 / 0.962."""
+    Observed (seeds 0 / 1 / 2; SSE4.2 code as seed 0): discrimination 0.199 / 0.194 / 0.191,
+    discriminationdist 0.178 / 0.168 / 0.169 (margins at least 0.11); attribute, best of 40
+    (dark_background, threshold 0.579) 0.969 / 0.964 / 0.962."""
     got, _ = _train_and_test(shapes_dir, speaker_ckpt, tmp_path, sweep, steps)
     n_games = int(got["n_games"])
     assert n_games == SIZES["test"]

@@ -144,6 +144,19 @@ def test_quick_config_end_to_end(tmp_path):
     assert set(etl["task"]) == {"discriminationdist", "attribute", "reconstruction"}
     assert (results / "runs" / "nlg-shapes_logits-b8-p0.5-s0" / "etl"
             / "reconstruction-shapes-p0.5-sample" / "reconstructions.png").exists()  # fmt: skip
+    # Every long step reports its progress in its job log, one line per unit of work.
+    logs = results / "logs"
+    expect = {
+        "train/nlg-shapes_logits-b8-p0.5-s0.log": "train nlg-shapes_logits-b8-p0.5-s0: 20/20 steps",
+        "test/nlg-shapes_logits-b8-p0.5-s0.log": "channel test: 7/7 settings",
+    }
+    for rel, fragment in expect.items():
+        assert fragment in (logs / rel).read_text(), rel
+    etl_logs = "\n".join(p.read_text() for p in (logs / "etl").rglob("*.log"))
+    assert "etl attribute shapes_noimg p0.5: 10/10 steps" in etl_logs
+    data_logs = "\n".join(p.read_text() for p in (logs / "data").rglob("*.log"))
+    for fragment in ("shapes encoder training:", "shapes encoding:", "rendering:", "TFDS"):
+        assert fragment in data_logs, fragment
     # A second run has nothing to do.
     again = snakemake("-n", "--cores", "1", *overrides)
     assert "Nothing to be done" in again.stdout + again.stderr
