@@ -23,31 +23,36 @@ TFDS_NAMES = {
     "shapes_noimg": "shapes_noimg",
     "shapes": "shapes",
 }
+# User datasets (docs/data.md#your-own-data): one TFDS dataset own_<name> each.
+OWN = config.get("own_data", {})
+TFDS_NAMES.update({name: f"own_{name}" for name in OWN})
 PRESETS = {"lg_s": "lg_rlss", "lg_rl": "lg_rlrl", "nlg": "nlg_rlrl"}
 TESTS = {"channel", "message", "input", "topsim"} & set(config["tests"])
 
 
 wildcard_constraints:
     game="lg_s|lg_rl|nlg",
-    dataset="[a-z_]+",
+    dataset="[a-z][a-z0-9_]*",
     batch=r"\d+",
     p=r"[0-9]+\.[0-9]+",
     seed=r"\d+",
-    run=r"(lg_s|lg_rl|nlg)-[a-z_]+-b\d+-p[0-9]+\.[0-9]+-s\d+",
+    run=r"(lg_s|lg_rl|nlg)-[a-z][a-z0-9_]*-b\d+-p[0-9]+\.[0-9]+-s\d+",
     mode="channel|message|input|topsim",
     task="discrimination|discriminationdist|classification|attribute|reconstruction",
-    etl_dataset="[a-z_]+",
+    etl_dataset="[a-z][a-z0-9_]*",
     noise=r"[0-9]+\.[0-9]+",
     decoding="sample|greedy",
     split="train|valid|test",
 
 
 def family(dataset):
-    """imagenet | celeba | shapes."""
-    return dataset.split("_")[0]
+    """imagenet | celeba | shapes, or the user dataset's own name."""
+    return dataset if dataset in OWN else dataset.split("_")[0]
 
 
 def dataset_version(dataset):
+    if dataset in OWN:
+        return "1.0.0"
     source = config["data"].get(family(dataset), {}).get("source", "none")
     return "1.0.0" if source == "published" else "2.0.0"
 
