@@ -53,7 +53,9 @@ def main(argv: list[str]) -> int:
 
     try:
         model = evaluate.restore_model(args.checkpoint, overrides)  # overrides validated
-    except (configs.ConfigError, checkpoint.CheckpointError) as err:
+    except configs.ConfigError as err:
+        sys.exit(f"error: {err}")
+    except checkpoint.CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     trained = model.cfg.dataset.get("file") or model.cfg.dataset.name
