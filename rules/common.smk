@@ -66,6 +66,18 @@ def markers(family_name):
     return [dataset_marker(d) for d in TFDS_NAMES if family(d) == family_name]
 
 
+def own_args(name):
+    """build_own.py arguments of own_data.<name> (docs/data.md#your-own-data)."""
+    e = OWN[name]
+    args = ["--table", e["table"]] if e.get("table") else ["--images", e["images"]]
+    args += ["--file-list", e["file_list"]] if e.get("file_list") else []
+    args += ["--checkpoint", e["checkpoint"]] if e.get("checkpoint") else []
+    for key, value in e.get("encoder", {}).items():
+        args += [f"--encoder-{key.replace('_', '-')}", str(value)]
+    args += ["--test-fraction", str(e.get("test_fraction", 0.25))]
+    return args + ["--split-seed", str(e.get("split_seed", 0))]
+
+
 def run_dataset(run):
     return run.split("-")[1]
 

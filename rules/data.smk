@@ -196,18 +196,6 @@ rule convert_published:
 SWEEP_OF = {tfds: sweep for sweep, tfds in TFDS_NAMES.items() if sweep not in OWN}
 
 
-def own_args(name):
-    """build_own.py arguments of own_data.<name> (docs/data.md#your-own-data)."""
-    e = OWN[name]
-    args = ["--table", e["table"]] if e.get("table") else ["--images", e["images"]]
-    args += ["--file-list", e["file_list"]] if e.get("file_list") else []
-    args += ["--checkpoint", e["checkpoint"]] if e.get("checkpoint") else []
-    for key, value in e.get("encoder", {}).items():
-        args += [f"--encoder-{key.replace('_', '-')}", str(value)]
-    args += ["--test-fraction", str(e.get("test_fraction", 0.25))]
-    return args + ["--split-seed", str(e.get("split_seed", 0))]
-
-
 rule own_tfds:
     # A user's table or image folder → TFDS dataset own_<name> with provenance.json beside it.
     input:
@@ -218,7 +206,7 @@ rule own_tfds:
     wildcard_constraints:
         name="|".join(OWN) or "(?!)",
     params:
-        data_dir=DATA_DIR,
+        data_dir=lambda w, output: Path(output.marker).parents[2],
         args=lambda w: own_args(w.name),
     log:
         f"{LOGS}/data/own_{{name}}.log",

@@ -23,7 +23,7 @@ import argparse
 import sys
 
 from noisy_emcom import checkpoint, configs, lifeline, synthetic, train
-from noisy_emcom.data import own, registry
+from noisy_emcom.data import own
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import setup_logging
 
@@ -40,19 +40,13 @@ def main(argv: list[str]) -> int:
     )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(rest)
-    data_dir = args.data_dir
     try:
-        registry.discover(data_dir)
-        spec, file, sha = args.config, "", ""
-        if args.dataset:
-            name, file, sha = own.identity(args.dataset, data_dir)
-            spec = configs.with_dataset(args.config, name)
-        cfg = configs.from_spec(spec, overrides)  # resolved and validated
-        cfg.dataset.file, cfg.dataset.sha256 = file, sha
-        if not args.dataset and cfg.dataset.name not in registry.DATASETS:
-            cfg.dataset.sha256 = own.identity(cfg.dataset.name, data_dir)[2]
-    except (configs.ConfigError, DataError) as err:
+        cfg = own.train_config(args.config, overrides, args.dataset, args.data_dir)
+    except configs.ConfigError as err:
         sys.exit(f"error: {err}")
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if not args.run_dir.strip():
         parser.error("--run-dir is empty; give a folder for this run's outputs")
     lifeline.watch_snakemake()  # stop (with a checkpoint) if Snakemake is killed

@@ -22,11 +22,11 @@ DATASETS = (
 # A first useful run on a user dataset (docs/config.md#your-own-data): the fast preset of
 # config/config.yaml, at batch 32, and tests at K up to 64 (a few hundred test examples).
 OWN_DEFAULTS = {
-    "training_steps": 3000,
+    "training_steps": 12000,
     "batch_size": 32,
     "steps_per_call": 500,
     "log_every": 500,
-    "checkpoint_every": 1000,
+    "checkpoint_every": 3000,
     "speaker.lstm_size": 64,
     "listener.lstm_size": 64,
     "listener.hidden": 64,

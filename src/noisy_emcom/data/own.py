@@ -550,3 +550,21 @@ def identity(dataset: str, data_dir) -> tuple[str, str, str]:
         else None
     )
     return dataset, "", (rec or {}).get("features_sha256", "")
+
+
+def train_config(spec: str, overrides: Mapping, dataset: str = "", data_dir: str = ""):
+    """train.py's config: `--config=<preset>:<sweep>` and overrides, the sweep's dataset
+    replaced by `--dataset` (a name or a table file), with the dataset's file and SHA-256."""
+    from noisy_emcom import configs
+    from noisy_emcom.data import registry
+
+    registry.discover(data_dir)
+    file, sha = "", ""
+    if dataset:
+        name, file, sha = identity(dataset, data_dir)
+        spec = configs.with_dataset(spec, name)
+    cfg = configs.from_spec(spec, dict(overrides))  # resolved and validated
+    if not dataset and cfg.dataset.name not in registry.DATASETS:
+        sha = identity(cfg.dataset.name, data_dir)[2]
+    cfg.dataset.file, cfg.dataset.sha256 = file, sha
+    return cfg
