@@ -234,3 +234,74 @@ def test_refused_by_the_dry_run(tmp_path, data, change, message):
     res = snakemake(cfg, tmp_path, "-n", check=False)
     assert res.returncode != 0
     assert message in res.stdout + res.stderr
+
+
+def test_parquet_npy_and_file_list_sources(tmp_path):
+    """Parquet (split, label, attr_ columns), a bare .npy table and a CSV file list of images
+    give the fields they hold; a pickled .npy is refused by name."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    df["label"] = np.arange(40) % 2
+    df["attr_big"] = (x[:, 0] > 0).astype(int)
+    df["split"] = ["train"] * 30 + ["test"] * 10
+    df.to_parquet(tmp_path / "t.parquet")
+    assert own.table_fields(tmp_path / "t.parquet") == ("logit", "image_id", "label", "attributes")
+    splits, names = own.read_table(tmp_path / "t.parquet")
+    assert names == ["big"] and splits["train"]["logit"].shape == (30, 5)
+    assert np.array_equal(splits["test"]["attributes"][:, 0], x[30:, 0] > 0)
+    np.save(tmp_path / "t.npy", x)
+    splits, _ = own.read_table(tmp_path / "t.npy")
+    assert {s: len(a["logit"]) for s, a in splits.items()} == {"train": 30, "test": 10}
+    np.save(tmp_path / "bad.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"bad.npy: holds pickled"):
+        own.read_table(tmp_path / "bad.npy")
+    folder = make_images(tmp_path / "imgs", per_class=3)
+    rows = ["path,label,split,red"] + [
+        f"{c}/{i:03d}.png,{k},{'test' if i == 0 else 'train'},{k}"
+        for k, c in enumerate(("circle", "square"))
+        for i in range(3)
+    ]
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    assert own.image_fields(folder, tmp_path / "list.csv") == (
+        "logit", "image_id", "label", "attributes", "image",
+    )  # fmt: skip
+    paths, labels, attrs, names, _, split = own.list_images(folder, tmp_path / "list.csv")
+    assert names == ["red"] and attrs[:, 0].tolist() == [False] * 3 + [True] * 3
+    assert split.tolist().count("test") == 2 and labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_table_file_run_is_named_after_it_and_tested_on_it_by_default(tmp_path):
+    """train.py --dataset FILE: the run id carries the file's stem, the model keeps the file and
+    its SHA-256, and test.py without --dataset tests that table."""
+    import hashlib
+
+    from faultkit import train_args
+
+    table = make_table(tmp_path / "My-Blobs.npz")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    run_dir = tmp_path / "run"
+    args = train_args(run_dir, steps=4)
+    # flat arrays are split by build_own.py; train.py reads `train`: give it split arrays
+    with np.load(table) as d:
+        np.savez(table, train=d["logit"][:300], test=d["logit"][300:])
+    res = subprocess.run(
+        [PY, "workflow/scripts/train.py", *args, "--dataset", str(table)],
+        cwd=ROOT, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["dataset"]["name"] == "my_blobs" and saved["dataset"]["file"] == str(table)
+    assert saved["dataset"]["sha256"] == hashlib.sha256(table.read_bytes()).hexdigest()
+    out = tmp_path / "tc.csv"
+    res = subprocess.run(
+        [PY, "workflow/scripts/test.py", "--checkpoint", str(run_dir / "final.ckpt"),
+         "--mode", "channel", "--out", str(out), "--config.eval.batch_sizes=(16,)",
+         "--config.eval.topsim_ratios=(0.2,)"],
+        cwd=ROOT, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = pd.read_csv(out)
+    assert set(rows["dataset"]) == {"my_blobs"} and set(rows["run_id"]) == {
+        "lg_rl-my_blobs-b32-p0.0-s0"  # the user defaults (B = 32), not debug's B = 8
+    }
