@@ -2,6 +2,7 @@
 import itertools
 
 from noisy_emcom.configs.workflow import override_args
+from noisy_emcom.data.own import source_of as own_source
 
 RESULTS = config["results"]
 DATA_DIR = config["data_dir"]
@@ -69,7 +70,8 @@ def markers(family_name):
 def own_args(name):
     """build_own.py arguments of own_data.<name> (docs/data.md#your-own-data)."""
     e = OWN[name]
-    args = ["--table", e["table"]] if e.get("table") else ["--images", e["images"]]
+    kind, path = own_source(e)
+    args = [f"--{kind}", path]
     args += ["--file-list", e["file_list"]] if e.get("file_list") else []
     args += ["--checkpoint", e["checkpoint"]] if e.get("checkpoint") else []
     for key, value in e.get("encoder", {}).items():

@@ -199,14 +199,14 @@ SWEEP_OF = {tfds: sweep for sweep, tfds in TFDS_NAMES.items() if sweep not in OW
 rule own_tfds:
     # A user's table or image folder → TFDS dataset own_<name> with provenance.json beside it.
     input:
-        lambda w: [OWN[w.name]["table"]] if OWN[w.name].get("table") else [],
+        lambda w: [own_source(OWN[w.name])[1]] if own_source(OWN[w.name])[0] == "table" else [],
     output:
         marker=f"{DATA_DIR}/own_{{name}}/1.0.0/dataset_info.json",
         provenance=f"{DATA_DIR}/own_{{name}}/1.0.0/provenance.json",
     wildcard_constraints:
         name="|".join(OWN) or "(?!)",
     params:
-        data_dir=lambda w, output: Path(output.marker).parents[2],
+        data_dir=lambda w, output: str(Path(output.marker).parents[2]),
         args=lambda w: own_args(w.name),
     log:
         f"{LOGS}/data/own_{{name}}.log",

@@ -4,6 +4,7 @@ refusals (tasks the data cannot support, bad names, another table's width)."""
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -305,3 +306,21 @@ def test_table_file_run_is_named_after_it_and_tested_on_it_by_default(tmp_path):
     assert set(rows["dataset"]) == {"my_blobs"} and set(rows["run_id"]) == {
         "lg_rl-my_blobs-b32-p0.0-s0"  # the user defaults (B = 32), not debug's B = 8
     }
+
+
+def test_auto_etl_tasks_follow_the_fields_and_source_picks_the_kind(tmp_path, data):
+    """`etl.tasks.<name>: auto` → every task the data supports; `source:` is a table by its
+    suffix, else an image folder (so `--config 'own_data={x: {source: ...}}'` can switch)."""
+    table, images = data
+    cfg = config(tmp_path, table, images)
+    cfg["own_data"] = {"blobs": {"source": str(table)}, "pics": {"source": str(images)}}
+    cfg["etl"]["tasks"] = {"blobs": "auto", "pics": "auto"}
+    res = snakemake(cfg, tmp_path, "-n")
+    out = res.stdout
+    for task in ("discrimination", "discriminationdist", "classification", "attribute"):
+        assert f"{task}-blobs-p0.5-sample" in out
+    assert "reconstruction-blobs" not in out and "attribute-pics" not in out
+    assert "reconstruction-pics-p0.5-sample" in out
+    stats = out.split("Job stats:")[1]
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    assert jobs["etl"] == 16 and jobs["own_tfds"] == 2  # 4 tasks each × 2 games

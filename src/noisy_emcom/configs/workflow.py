@@ -139,14 +139,15 @@ def own_fields(name: str, entry: Mapping) -> tuple[str, ...]:
     where = f"own_data.{name}"
     try:
         own.check_name(name, registry.DATASETS)
-        if entry.get("table"):
-            fields = own.table_fields(entry["table"])
+        kind, path = own.source_of(entry)
+        if kind == "table":
+            fields = own.table_fields(path)
         else:
-            fields = own.image_fields(entry["images"], entry.get("file_list") or None)
+            fields = own.image_fields(path, entry.get("file_list") or None)
             if "label" not in fields and not entry.get("checkpoint"):
                 raise DataError(
                     f"images without labels need a checkpoint (the BYOL ResNet-50): the "
-                    f"small encoder is trained on the labels of {entry['images']}"
+                    f"small encoder is trained on the labels of {path}"
                 )
     except DataError as err:
         raise ConfigError(where, f"{where}: {err}") from err
@@ -160,6 +161,15 @@ def check_own(config: Mapping) -> dict[str, tuple[str, ...]]:
     from noisy_emcom.data import registry
 
     fields = {n: own_fields(n, e) for n, e in config.get("own_data", {}).items()}
+    tasks = config.get("etl", {}).get("tasks", {})
+    for d, asked in tasks.items():
+        if asked == "auto":  # every task the dataset's fields support
+            have = fields.get(d)
+            tasks[d] = [
+                t
+                for t in TASK_FIELDS
+                if (TASK_FIELDS[t] in have if have is not None else d in TASK_DATASETS[t])
+            ]
     named = [("train.datasets", d) for d in config["train"]["datasets"]]
     named += [(f"etl.tasks.{d}", d) for d in config.get("etl", {}).get("tasks", {})]
     for where, d in named:

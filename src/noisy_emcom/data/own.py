@@ -37,6 +37,19 @@ def tfds_name(name: str) -> str:
     return TFDS_PREFIX + name
 
 
+TABLE_SUFFIXES = (".npy", ".npz", ".parquet")
+
+
+def source_of(entry: Mapping) -> tuple[str, str]:
+    """("table" | "images", path) of a config entry: `table`, `images`, or `source` (a table
+    file by its suffix, else an image folder)."""
+    for kind in ("table", "images"):
+        if entry.get(kind):
+            return kind, str(entry[kind])
+    path = str(entry.get("source", ""))
+    return ("table" if path.endswith(TABLE_SUFFIXES) else "images"), path
+
+
 def check_name(name: str, builtins) -> None:
     """A user dataset name: lowercase [a-z0-9_], starting with a letter, not a built-in."""
     if not re.match(NAME_PATTERN, str(name)):
