@@ -7,7 +7,7 @@ CORES ?= all
 # Rules call `python`: the project environment comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test test-fast test-portable lint bench clean-results quick
+.PHONY: run test test-fast test-portable lint bench clean-results quick slurm cluster-test
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -24,6 +24,16 @@ run: $(STAMP)
 
 quick: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config/quick.yaml
+
+# On a SLURM cluster (README "On a SLURM cluster"): make slurm CONFIG=config/paper.yaml
+# SITE_PROFILES="--profile my-site".
+CONFIG ?= config/config.yaml
+slurm: $(STAMP)
+	$(BIN)/snakemake --profile profiles/slurm $(SITE_PROFILES) --configfile $(CONFIG)
+
+# profiles/slurm on a throw-away single-node SLURM started here (installs Debian's SLURM as root).
+cluster-test: $(STAMP)
+	$(BIN)/python -m pytest -q -s -rs tests/test_slurm.py
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q -n 2 --dist loadgroup

@@ -1,8 +1,10 @@
 # Path helpers and the experiment grid; no science here.
 import itertools
+import math
 
 from noisy_emcom.configs.workflow import override_args
 from noisy_emcom.data.own import source_of as own_source
+from noisy_emcom.data.own import table_bytes as own_table_bytes
 
 RESULTS = config["results"]
 DATA_DIR = config["data_dir"]
@@ -179,3 +181,34 @@ def report_items():
 
 def report_outputs():
     return [f"{REPORT_DIR}/manifest.json"] + [path for path, _, _ in report_items()]
+
+
+# Cluster requests: time limits (minutes) and memory (MB) of the jobs, derived from the config
+# with generous margins (a local run ignores them). Assumed: 200 training steps/s at batch 64
+# (2-core CPU: ~400 steps/s at B = 16), 128 ETL examples/s, float32 features up to 2,048 wide.
+# A job submitted again after a time-out or cancel (`attempt` 2, 3) gets a longer limit.
+TRAIN_EXAMPLES = {"imagenet": 1_281_167, "celeba": 162_770}
+FEATURE_BYTES = 4 * 2048
+
+
+def table_mb(dataset):
+    """MB of a dataset's training feature table held in memory."""
+    if dataset in OWN:
+        return 1 + own_table_bytes(OWN[dataset]) // 2**20
+    n = config["data"].get("shapes", {}).get("num_train", 0) if family(dataset) == "shapes" else None
+    return 1 + (n if n is not None else TRAIN_EXAMPLES[family(dataset)]) * FEATURE_BYTES // 2**20
+
+
+def train_runtime(wildcards, attempt):
+    steps = config["train"].get("overrides", {}).get("training_steps", 750_000)
+    return attempt * (10 + math.ceil(steps * (1 + int(wildcards.batch) / 64) / (200 * 60)))
+
+
+def etl_runtime(wildcards, attempt):
+    o = {**ETL.get("overrides", {}), **ETL.get("task_overrides", {}).get(wildcards.task, {})}
+    examples = (o.get("etl.training_steps") or 10_000) * (o.get("etl.batch_size") or 128)
+    return attempt * (10 + math.ceil(examples / (128 * 60)))
+
+
+def eval_runtime(wildcards, attempt):
+    return attempt * (10 + 30 * len(TEST_STEMS))

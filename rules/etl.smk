@@ -30,9 +30,10 @@ rule etl:
     log:
         f"{LOGS}/etl/{{run}}-{{task}}-{{etl_dataset}}-p{{noise}}-{{decoding}}.log",
     threads: 1
+    group: "etl"
     resources:
-        mem_mb=16000,
-        runtime=5 * 60,
+        mem_mb=lambda w: 4000 + 2 * table_mb(w.etl_dataset),
+        runtime=etl_runtime,
     conda:
         CONDA_ENV
     shell:

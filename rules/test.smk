@@ -21,9 +21,10 @@ rule test:
     log:
         f"{LOGS}/test/{{run}}.log",
     threads: 1
+    group: "test"
     resources:
-        mem_mb=16000,
-        runtime=4 * 60 * len(TEST_STEMS),
+        mem_mb=lambda w: 4000 + 2 * table_mb(run_dataset(w.run)),
+        runtime=eval_runtime,
     conda:
         CONDA_ENV
     shell:

@@ -21,8 +21,10 @@ rule train:
         f"{LOGS}/train/{{game}}-{{dataset}}-b{{batch}}-p{{p}}-s{{seed}}.log",
     threads: 1
     resources:
-        mem_mb=16000,
-        runtime=8 * 60,
+        mem_mb=lambda w: 4000 + 2 * table_mb(w.dataset),
+        runtime=train_runtime,
+        # On SLURM: SIGTERM 2 min before the time limit, so that training checkpoints.
+        slurm_extra="--signal=TERM@120",
     conda:
         CONDA_ENV
     shell:

@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 import zipfile
 
 import jax
@@ -289,24 +290,23 @@ def test_full_disk_during_training_stops_with_a_clear_error_then_resumes(tmp_pat
     assert_same_tree(ref.state, done.state)
 
 
+# The writer is held inside its write (fsync never returns) so that the kill lands there.
+STALLED_WRITER = "import os, time\nos.fsync = lambda fd: time.sleep(600)\n" + WRITER
+
+
 def test_kill_while_writing_keeps_the_previous_checkpoint(tmp_path):
     path = tmp_path / "final.ckpt"
     checkpoint.save_checkpoint(path, {"w": np.zeros(10, np.float32)})
     before = path.read_bytes()
-    for _ in range(5):  # the write must be caught under way: retry if it was too quick
-        proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(path), str(300 << 20 >> 2)], env=script_env()
-        )
-        tmp = []
-        while proc.poll() is None and not tmp:
-            tmp = list(tmp_path.glob(".final.ckpt.*.tmp"))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-        if tmp and proc.returncode == -signal.SIGKILL:
-            break
-        path.write_bytes(before)
-    else:
-        pytest.skip("the writer finished before it could be killed")
+    proc = subprocess.Popen(
+        [sys.executable, "-c", STALLED_WRITER, str(path), str(1 << 20)], env=script_env()
+    )
+    deadline = time.monotonic() + 120
+    while not list(tmp_path.glob(".final.ckpt.*.tmp")):
+        assert proc.poll() is None and time.monotonic() < deadline, "no temporary file"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait() == -signal.SIGKILL
     assert path.read_bytes() == before
     stale = list(tmp_path.glob(".final.ckpt.*.tmp"))
     assert stale  # left by the kill

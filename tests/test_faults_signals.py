@@ -186,7 +186,7 @@ def test_killed_snakemake_stops_its_jobs_and_rerun_incomplete_equals_a_whole_run
     sm.send_signal(signal.SIGTERM)
     log, _ = sm.communicate(timeout=900)
     assert "Will exit after finishing currently running jobs" in log, log[-3000:]
-    assert not _train_pids(runs[1])
+    _wait_until_gone(runs[1])
     assert (runs[1] / "final.ckpt").exists()
     dry = subprocess.run(
         [*SNAKEMAKE, "-n", str(runs[1] / "final.ckpt"), "--configfile", str(config)],
@@ -200,7 +200,8 @@ def test_killed_snakemake_stops_its_jobs_and_rerun_incomplete_equals_a_whole_run
     _wait_for(runs[2] / "checkpoints" / "step_000000100.ckpt", sm, timeout=900)
     os.killpg(sm.pid, signal.SIGTERM)
     log, _ = sm.communicate(timeout=120)
-    assert sm.returncode != 0 and not _train_pids(runs[2])
+    assert sm.returncode != 0
+    _wait_until_gone(runs[2])  # the job checkpoints and exits (slower on a loaded machine)
     assert not (runs[2] / "final.ckpt").exists()
     job_log = (results / "logs" / "train" / f"{runs[2].name}.log").read_text()
     assert "interrupted at step" in job_log, job_log[-2000:]

@@ -70,6 +70,8 @@ def run(cfg, args) -> int:
         data_dir = args.data_dir or cfg.dataset.data_dir
         table = loader.load_split(cfg.dataset.name, "train", data_dir, ("logit",))["logit"]
     result = train.train(cfg, table, args.run_dir, progress=not args.no_progress)
+    if result.resumed_from:
+        print(f"resumed from step {result.resumed_from}", file=sys.stderr)
     if not result.finished:
         print(f"interrupted at step {int(result.state.step)}; rerun to resume", file=sys.stderr)
         return 143

@@ -50,6 +50,16 @@ def source_of(entry: Mapping) -> tuple[str, str]:
     return ("table" if path.endswith(TABLE_SUFFIXES) else "images"), path
 
 
+def table_bytes(entry: Mapping) -> int:
+    """Bytes a job holds for a user dataset's feature table (for Snakemake's mem_mb): a table
+    file's size, or 2048 float32 features per image of a folder."""
+    kind, path = source_of(entry)
+    if kind == "table":
+        return Path(path).stat().st_size if Path(path).is_file() else 0
+    n = sum(1 for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return n * 4 * 2048
+
+
 def check_name(name: str, builtins) -> None:
     """A user dataset name: lowercase [a-z0-9_], starting with a letter, not a built-in."""
     if not re.match(NAME_PATTERN, str(name)):

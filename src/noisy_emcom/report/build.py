@@ -131,6 +131,9 @@ class _Writer:
     def __init__(self, out_dir: Path):
         self.out_dir = out_dir
         self.written: list[Path] = []
+        # Temporary files of a build that was killed (e.g. a cancelled SLURM job).
+        for stale in out_dir.rglob(".*.tmp") if out_dir.is_dir() else []:
+            stale.unlink()
         self.markdown: dict[str, str] = {}  # paper table stem → its Markdown
 
     def _path(self, rel: str) -> Path:
