@@ -3,6 +3,8 @@ import itertools
 import math
 
 from noisy_emcom.configs.workflow import override_args
+from noisy_emcom.data.own import source_of as own_source
+from noisy_emcom.data.own import table_bytes as own_table_bytes
 
 RESULTS = config["results"]
 DATA_DIR = config["data_dir"]
@@ -24,31 +26,36 @@ TFDS_NAMES = {
     "shapes_noimg": "shapes_noimg",
     "shapes": "shapes",
 }
+# User datasets (docs/data.md#your-own-data): one TFDS dataset own_<name> each.
+OWN = config.get("own_data", {})
+TFDS_NAMES.update({name: f"own_{name}" for name in OWN})
 PRESETS = {"lg_s": "lg_rlss", "lg_rl": "lg_rlrl", "nlg": "nlg_rlrl"}
 TESTS = {"channel", "message", "input", "topsim"} & set(config["tests"])
 
 
 wildcard_constraints:
     game="lg_s|lg_rl|nlg",
-    dataset="[a-z_]+",
+    dataset="[a-z][a-z0-9_]*",
     batch=r"\d+",
     p=r"[0-9]+\.[0-9]+",
     seed=r"\d+",
-    run=r"(lg_s|lg_rl|nlg)-[a-z_]+-b\d+-p[0-9]+\.[0-9]+-s\d+",
+    run=r"(lg_s|lg_rl|nlg)-[a-z][a-z0-9_]*-b\d+-p[0-9]+\.[0-9]+-s\d+",
     mode="channel|message|input|topsim",
     task="discrimination|discriminationdist|classification|attribute|reconstruction",
-    etl_dataset="[a-z_]+",
+    etl_dataset="[a-z][a-z0-9_]*",
     noise=r"[0-9]+\.[0-9]+",
     decoding="sample|greedy",
     split="train|valid|test",
 
 
 def family(dataset):
-    """imagenet | celeba | shapes."""
-    return dataset.split("_")[0]
+    """imagenet | celeba | shapes, or the user dataset's own name."""
+    return dataset if dataset in OWN else dataset.split("_")[0]
 
 
 def dataset_version(dataset):
+    if dataset in OWN:
+        return "1.0.0"
     source = config["data"].get(family(dataset), {}).get("source", "none")
     return "1.0.0" if source == "published" else "2.0.0"
 
@@ -60,6 +67,19 @@ def dataset_marker(dataset):
 
 def markers(family_name):
     return [dataset_marker(d) for d in TFDS_NAMES if family(d) == family_name]
+
+
+def own_args(name):
+    """build_own.py arguments of own_data.<name> (docs/data.md#your-own-data)."""
+    e = OWN[name]
+    kind, path = own_source(e)
+    args = [f"--{kind}", path]
+    args += ["--file-list", e["file_list"]] if e.get("file_list") else []
+    args += ["--checkpoint", e["checkpoint"]] if e.get("checkpoint") else []
+    for key, value in e.get("encoder", {}).items():
+        args += [f"--encoder-{key.replace('_', '-')}", str(value)]
+    args += ["--test-fraction", str(e.get("test_fraction", 0.25))]
+    return args + ["--split-seed", str(e.get("split_seed", 0))]
 
 
 def run_dataset(run):
@@ -173,6 +193,8 @@ FEATURE_BYTES = 4 * 2048
 
 def table_mb(dataset):
     """MB of a dataset's training feature table held in memory."""
+    if dataset in OWN:
+        return 1 + own_table_bytes(OWN[dataset]) // 2**20
     n = config["data"].get("shapes", {}).get("num_train", 0) if family(dataset) == "shapes" else None
     return 1 + (n if n is not None else TRAIN_EXAMPLES[family(dataset)]) * FEATURE_BYTES // 2**20
 

@@ -172,6 +172,8 @@ rule convert_published:
     # A published TFRecord dataset: <published>/<tfds_name>/1.0.0 → array_record (needs [tf]).
     output:
         f"{DATA_DIR}/{{tfds_name}}/1.0.0/dataset_info.json",
+    wildcard_constraints:
+        tfds_name="byol_[a-z0-9_]+",
     params:
         data_dir=lambda w, output: Path(output[0]).parents[2],
         src=lambda w: (
@@ -191,4 +193,29 @@ rule convert_published:
         " --data-dir {params.data_dir:q} --overwrite > {log:q} 2>&1"
 
 
-SWEEP_OF = {tfds: sweep for sweep, tfds in TFDS_NAMES.items()}
+SWEEP_OF = {tfds: sweep for sweep, tfds in TFDS_NAMES.items() if sweep not in OWN}
+
+
+rule own_tfds:
+    # A user's table or image folder → TFDS dataset own_<name> with provenance.json beside it.
+    input:
+        lambda w: [own_source(OWN[w.name])[1]] if own_source(OWN[w.name])[0] == "table" else [],
+    output:
+        marker=f"{DATA_DIR}/own_{{name}}/1.0.0/dataset_info.json",
+        provenance=f"{DATA_DIR}/own_{{name}}/1.0.0/provenance.json",
+    wildcard_constraints:
+        name="|".join(OWN) or "(?!)",
+    params:
+        data_dir=lambda w, output: str(Path(output.marker).parents[2]),
+        args=lambda w: own_args(w.name),
+    log:
+        f"{LOGS}/data/own_{{name}}.log",
+    threads: 2
+    resources:
+        mem_mb=16000,
+        runtime=6 * 60,
+    conda:
+        CONDA_ENV
+    shell:
+        "PYTHONPATH=src python workflow/scripts/build_own.py --dataset {wildcards.name:q} {params.args:q}"
+        " --data-dir {params.data_dir:q} --overwrite > {log:q} 2>&1"

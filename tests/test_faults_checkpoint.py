@@ -32,6 +32,7 @@ from faultkit import (
 )
 
 from noisy_emcom import checkpoint, configs, train
+from noisy_emcom.data import own
 from noisy_emcom.synthetic import clustered_features
 
 TABLE, _ = clustered_features(256, dim=16, n_clusters=32, seed=0)
@@ -263,12 +264,14 @@ def test_full_disk_keeps_the_previous_checkpoint(tmp_path):
 @pytest.mark.slow
 def test_full_disk_during_training_stops_with_a_clear_error_then_resumes(tmp_path):
     args = train_args(tmp_path / "r", steps=8, per_call=2, log_every=2, ckpt_every=2)
-    cfg, _ = configs.parse_cli(args)
+    np.save(tmp_path / "table.npy", TABLE)
+    overrides, rest = configs.split_overrides(args)
+    # the config train.py makes of --features (the run named after the table, its hash kept)
+    cfg = own.train_config(rest[0].partition("=")[2], overrides, str(tmp_path / "table.npy"))
     ref = train.train(cfg, TABLE, tmp_path / "ref", progress=False)
     train.train(cfg, TABLE, tmp_path / "r", progress=False, stop_at_step=4)
     step4 = checkpoint.periodic_path(tmp_path / "r", 4)
     before = {k: v for k, v in snapshot(tmp_path / "r").items() if k.endswith(".ckpt")}
-    np.save(tmp_path / "table.npy", TABLE)
     env = script_env(JAX_COMPILATION_CACHE_DIR=None)  # no cache files under the size limit
     res = run(
         "train",

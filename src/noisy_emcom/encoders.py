@@ -427,6 +427,7 @@ def train_shapes_cnn(
     batch_size: int = 128,
     learning_rate: float = 1e-3,
     seed: int = 0,
+    num_classes: int = 48,
 ) -> tuple[hk.Params, np.ndarray]:
     """Train with Adam on softmax cross-entropy; batches walk epoch permutations.
 
@@ -436,7 +437,7 @@ def train_shapes_cnn(
     n = len(images)
     if n < batch_size:
         raise DataError(f"need at least batch_size={batch_size} training images, got {n}")
-    net, opt = shapes_cnn(width), optax.adam(learning_rate)
+    net, opt = shapes_cnn(width, num_classes), optax.adam(learning_rate)
     params = xla.run_once(net.init, jax.random.PRNGKey(seed), jnp.zeros((1, 64, 64, 3), jnp.uint8))
     opt_state = opt.init(params)
     per_epoch = n // batch_size
@@ -472,7 +473,7 @@ def apply_shapes_cnn(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Features [N, width] float32 and predicted classes [N] int64, in batches (jitted)."""
     width = params["linear"]["w"].shape[1]
-    net = shapes_cnn(width)
+    net = shapes_cnn(width, params["linear_1"]["w"].shape[1])
     fwd = jax.jit(lambda p, x: net.apply(p, None, x))
     feats, preds = [], []
     meter = Progress("shapes encoding", len(images), "images")

@@ -104,7 +104,7 @@ def needs_message(task: str) -> str:
     return f"`{task}` needs {_names(TASK_DATASETS[task])}"
 
 
-def check_task_dataset(task: str, dataset: str) -> None:
+def check_task_dataset(task: str, dataset: str, data_dir=None) -> None:
     """Refuse a registry dataset that lacks a field the task needs, naming the variants to use.
 
     `.npz`/`.npy` datasets are checked when loaded (`load_task_split`)."""
@@ -113,7 +113,7 @@ def check_task_dataset(task: str, dataset: str) -> None:
     if str(dataset).endswith((".npz", ".npy")):
         return
     name = str(dataset).partition(":")[0]
-    have = DEBUG_FIELDS if name == "debug" else loader.get_spec(name).fields
+    have = DEBUG_FIELDS if name == "debug" else loader.get_spec(name, data_dir).fields
     missing = [f for f in TASK_FIELDS[task] if f not in have]
     if missing:
         raise DataError(
@@ -132,10 +132,16 @@ class TaskData(NamedTuple):
 
 
 def load_task_split(
-    task: str, dataset: str, split: str, data_dir, feature_dim: int | None = None
+    task: str,
+    dataset: str,
+    split: str,
+    data_dir,
+    feature_dim: int | None = None,
+    trained: str = "",
 ) -> TaskData:
-    """Load what `task` needs from one split of `dataset` (sweep name, file or `debug`)."""
-    check_task_dataset(task, dataset)
+    """Load what `task` needs from one split of `dataset` (sweep name, file or `debug`);
+    `trained` names the speaker's training dataset in a width error."""
+    check_task_dataset(task, dataset, data_dir)
     fields = TASK_FIELDS[task]
     if dataset == "debug":
         from noisy_emcom import synthetic
@@ -151,7 +157,7 @@ def load_task_split(
         arrays = {"logit": x[rows], "label": labels[rows]}
     else:
         try:
-            arrays = loader.load_split(dataset, split, data_dir, fields, feature_dim=feature_dim)
+            arrays = loader.load_split(dataset, split, data_dir, fields)
         except DataError as err:
             if any(f"{f!r}" in str(err) for f in fields[1:]):
                 raise DataError(f"{needs_message(task)}: {err}") from err
@@ -160,6 +166,7 @@ def load_task_split(
         raise DataError(
             f"dataset {dataset!r}: field 'logit' has width {arrays['logit'].shape[1]}, the "
             f"speaker expects {feature_dim}"
+            + (f" (it was trained on {trained!r})" if trained else "")
         )
     x = np.asarray(arrays["logit"], np.float32)
     if not np.all(np.isfinite(x)):
@@ -186,7 +193,7 @@ def output_size(task: str, dataset: str, data_dir, train_data: TaskData) -> tupl
             return 64, []
         if str(dataset).endswith((".npz", ".npy")):
             return int(train_data.y.max()) + 1, []
-        return loader.label_depth(dataset), []
+        return loader.label_depth(dataset, data_dir), []
     if task == "attribute":
         return train_data.y.shape[1], list(loader.attribute_names(dataset, data_dir))
     return 0, []
@@ -620,8 +627,10 @@ def train_etl(
         raise ValueError("the ETL output directory is empty; give a folder for its outputs")
     out_dir = Path(out_dir)
     dataset = cfg.dataset.name
-    check_task_dataset(e.task, dataset)
-    data = train_data or load_task_split(e.task, dataset, "train", data_dir, speaker.feature_dim)
+    check_task_dataset(e.task, dataset, data_dir)
+    data = train_data or load_task_split(
+        e.task, dataset, "train", data_dir, speaker.feature_dim, speaker.cfg.dataset.name
+    )
     n = len(data.x)
     if e.batch_size > n:
         raise ValueError(
@@ -939,7 +948,7 @@ def run_test(
         raise ValueError(f"--png is for the reconstruction task, not {e.task!r}")
     data_dir = data_dir or cfg.dataset.data_dir or None
     data = test_data or load_task_split(
-        e.task, cfg.dataset.name, "test", data_dir, speaker.feature_dim
+        e.task, cfg.dataset.name, "test", data_dir, speaker.feature_dim, speaker.cfg.dataset.name
     )
     params = jax.tree_util.tree_map(jnp.asarray, payload["listener"])
     out = evaluate_listener(

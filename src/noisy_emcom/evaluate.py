@@ -181,6 +181,23 @@ def restore_model(path: str | Path, overrides: dict[str, Any] | None = None) -> 
     return build_model(cfg, speaker_params, listener_params, step)
 
 
+def feature_dim(model: Model) -> int:
+    """The input width the model's speaker was trained on."""
+    return int(np.shape(model.speaker_params["speaker/initial_state"]["w"])[0])
+
+
+def check_width(model: Model, data: EvalData, trained: str) -> None:
+    """Refuse test inputs of another width than the model's, naming both datasets."""
+    from noisy_emcom.data.errors import DataError
+
+    have, want = data.inputs.shape[1], feature_dim(model)
+    if have != want:
+        raise DataError(
+            f"dataset {data.name!r} has features of width {have}, but the model was trained on "
+            f"{trained!r} (width {want}); test it on {trained!r} or a table of width {want}"
+        )
+
+
 DEBUG_TEST_ROWS = (4096, 5120)
 """Rows of ``synthetic.clustered_features(5120, dim=32, n_clusters=64, seed=0)`` that form the
 test split of the ``debug`` dataset (the debug preset trains on the first 4096)."""
@@ -199,9 +216,10 @@ def load_eval_data(dataset: str, data_dir: str | Path, with_attributes: bool = T
         x, _ = synthetic.clustered_features(DEBUG_TEST_ROWS[1], dim=32, n_clusters=64, seed=0)
         return EvalData("debug", x[DEBUG_TEST_ROWS[0] :])
     from noisy_emcom.data import loader
+    from noisy_emcom.data.own import file_label
 
     path = Path(dataset)
-    name = path.stem if path.suffix in (".npz", ".npy") else str(dataset)
+    name = file_label(path) if path.suffix in (".npz", ".npy") else str(dataset)
     data = loader.load_split(dataset, "test", str(data_dir), fields=("logit",))
     attributes = None
     if with_attributes:

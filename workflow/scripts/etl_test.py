@@ -17,6 +17,7 @@ import argparse
 import sys
 
 from noisy_emcom import checkpoint, etl
+from noisy_emcom.data import registry
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import setup_logging
 
@@ -31,6 +32,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--png", default="", help="reconstruction grid PNG")
     args = parser.parse_args(argv)
     try:
+        registry.discover(args.data_dir)
         speaker = etl.load_speaker(args.checkpoint)
         rows = etl.run_test(speaker, args.listener, args.data_dir or None, png=args.png or None)
     except (DataError, checkpoint.CheckpointError) as err:

@@ -7,7 +7,9 @@
         --data-dir results/tfds --out-dir $RUN/etl/attribute-shapes_noimg-p0.0-sample \
         [--results $RUN/etl/attribute-shapes_noimg-p0.0-sample/results.csv]
 
-The sweep is `<dataset>_<task>_<noise>` (tasks: discrimination, discriminationdist,
+The sweep is `<dataset>_<task>_<noise>`; `--dataset NAME` replaces its dataset (a built-in or
+a user dataset built under --data-dir; a features table of another width than the speaker's is
+refused, naming both) (tasks: discrimination, discriminationdist,
 classification, attribute, reconstruction). Writes <out-dir>/listener.ckpt (final),
 <out-dir>/curve.csv (loss and metrics per etl.log_every steps) and periodic checkpoints under
 <out-dir>/checkpoints/, each under a temporary name then renamed. Rerunning with the same
@@ -20,6 +22,7 @@ import argparse
 import sys
 
 from noisy_emcom import checkpoint, configs, etl, lifeline
+from noisy_emcom.data import registry
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import setup_logging
 
@@ -33,6 +36,7 @@ def main(argv: list[str]) -> int:
         "e.g. etl:shapes_noimg_attribute_0.0; --config.<field>=<value> overrides any field",
     )  # fmt: skip
     parser.add_argument("--checkpoint", required=True, help="speaker's training checkpoint")
+    parser.add_argument("--dataset", default="", help="dataset name (replaces the sweep's)")
     parser.add_argument("--data-dir", default="", help="TFDS data directory")
     parser.add_argument("--out-dir", required=True, help="output folder of this ETL run")
     parser.add_argument("--results", default="", help="test the listener: result CSV")
@@ -40,8 +44,10 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(rest)
     try:
-        cfg = configs.from_spec(args.config, overrides)  # resolved and validated
-    except configs.ConfigError as err:
+        registry.discover(args.data_dir)
+        spec = configs.with_dataset(args.config, args.dataset) if args.dataset else args.config
+        cfg = configs.from_spec(spec, overrides)  # resolved and validated
+    except (configs.ConfigError, DataError) as err:
         sys.exit(f"error: {err}")
     if cfg.get("experiment") != "etl":
         parser.error(

@@ -12,8 +12,10 @@
 model, the test split and the compiled evaluation functions are then shared by all of them
 (measures run last and use the message table written before them). Each --out (CSV) gets the
 Parquet file beside it (same stem), each under a temporary name then renamed. --dataset is a
-sweep name, a .npz/.npy file (arrays `test`, `test_attributes`) or `debug` (the generated table
-of the debug preset; its test split is rows 4096..5119 of the same generator).
+sweep name, a user dataset built under --data-dir, a .npz/.npy file (arrays `test`,
+`test_attributes`) or `debug` (the generated table of the debug preset; its test split is rows
+4096..5119 of the same generator). Without it the model's own dataset is tested (the name or
+table file in its config); a dataset of another feature width is refused, naming both.
 `--config.eval.*` overrides the evaluation protocol saved in the checkpoint's config. `measures`
 reads the message-test table of the same model (from --message-results or from this call's
 message test), or runs the message test itself without it.
@@ -24,6 +26,8 @@ import sys
 from pathlib import Path
 
 from noisy_emcom import checkpoint, configs, evaluate
+from noisy_emcom.data import registry
+from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import setup_logging
 
 
@@ -54,9 +58,16 @@ def main(argv: list[str]) -> int:
     except checkpoint.CheckpointError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    dataset = args.dataset or model.cfg.dataset.name
+    trained = model.cfg.dataset.get("file") or model.cfg.dataset.name
+    dataset = args.dataset or trained
     data_dir = args.data_dir or model.cfg.dataset.data_dir
-    data = evaluate.load_eval_data(dataset, data_dir)
+    try:
+        registry.discover(data_dir)
+        data = evaluate.load_eval_data(dataset, data_dir)
+        evaluate.check_width(model, data, trained)
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     tables = {}
     if args.message_results:
         tables["message"] = evaluate.read_table(args.message_results)

@@ -4,14 +4,18 @@
     python workflow/scripts/train.py --config=lg_rlrl:shapes_logits --config.batch_size=64 \
         --data-dir results/tfds --run-dir results/runs/lg_rl-shapes_logits-b64-p0.0-s0
 
-    python workflow/scripts/train.py --config=nlg_rlrl:debug_0.5 --features table.npz \
-        --run-dir /tmp/run
+    python workflow/scripts/train.py --config=nlg_rlrl:debug_0.5 --dataset table.npz \
+        --run-dir results/runs/nlg-table-b32-p0.5-s0
+    python workflow/scripts/train.py --config=lg_rlrl:shapes_logits --dataset mydata \
+        --data-dir results/tfds --run-dir results/runs/lg_rl-mydata-b32-p0.0-s0
 
 Writes <run-dir>/config.json, train_log.csv, checkpoints/step_*.ckpt and final.ckpt; rerunning
 with the same --run-dir resumes. SIGTERM (or the death of the Snakemake process that started
-it) writes a checkpoint and exits with status 143. `--features` takes a .npy table [N,D] or a
-.npz with a `train` (or `train_logit`) array of real numbers, all finite; otherwise the
-config's dataset is read from --data-dir.
+it) writes a checkpoint and exits with status 143. `--dataset` replaces the sweep's dataset:
+a name (built-in, or a user dataset built under --data-dir) or a .npy table [N,D] / .npz with a
+`train` (or `train_logit`) array of real numbers, all finite (`--features` is the same). A
+user dataset or a table gets the user defaults (docs/config.md#your-own-data) and its name
+(a table: its stem) in the run id; the model's config keeps the name, the file and its SHA-256.
 The `debug` dataset is a generated table (64 Gaussian clusters, D=32).
 """
 
@@ -19,6 +23,7 @@ import argparse
 import sys
 
 from noisy_emcom import checkpoint, configs, lifeline, synthetic, train
+from noisy_emcom.data import own
 from noisy_emcom.data.errors import DataError
 from noisy_emcom.progress import setup_logging
 
@@ -30,13 +35,18 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--config", required=True, metavar="PRESET:SWEEP", help=configs.CONFIG_HELP)
     parser.add_argument("--run-dir", required=True, help="output folder of this run")
     parser.add_argument("--data-dir", default="", help="TFDS data directory")
-    parser.add_argument("--features", default="", help=".npy/.npz feature table instead")
+    parser.add_argument(
+        "--dataset", "--features", default="", help="dataset name or .npy/.npz table"
+    )
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(rest)
     try:
-        cfg = configs.from_spec(args.config, overrides)  # resolved and validated
+        cfg = own.train_config(args.config, overrides, args.dataset, args.data_dir)
     except configs.ConfigError as err:
         sys.exit(f"error: {err}")
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
     if not args.run_dir.strip():
         parser.error("--run-dir is empty; give a folder for this run's outputs")
     lifeline.watch_snakemake()  # stop (with a checkpoint) if Snakemake is killed
@@ -48,10 +58,10 @@ def main(argv: list[str]) -> int:
 
 
 def run(cfg, args) -> int:
-    if args.features:
+    if cfg.dataset.file:
         from noisy_emcom.data import loader
 
-        table = loader.load_split(args.features, "train", "", ("logit",))["logit"]
+        table = loader.load_split(cfg.dataset.file, "train", "", ("logit",))["logit"]
     elif cfg.dataset.name == "debug":
         table, _ = synthetic.clustered_features(4096, dim=32, n_clusters=64, seed=0)
     else:

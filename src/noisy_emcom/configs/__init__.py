@@ -179,6 +179,19 @@ def from_spec(spec: str, overrides: dict[str, Any] | None = None) -> ml_collecti
     return get_config(preset, sweep, overrides)
 
 
+def with_dataset(spec: str, dataset: str) -> str:
+    """`<preset>:<sweep>` with the sweep's dataset replaced by `dataset` (the `--dataset`
+    argument of the scripts): `nlg_rlrl:debug_0.5` → `nlg_rlrl:mydata_0.5`."""
+    preset, _, sweep = spec.partition(":")
+    name = preset_name(preset)
+    if name == "nlg_rlrl":
+        return f"{preset}:{dataset}_{sweep.rpartition('_')[2] or sweep}"
+    if name == "etl":
+        task_noise = "_".join(sweep.rsplit("_", 2)[-2:])
+        return f"{preset}:{dataset}_{task_noise}"
+    return f"{preset}:{dataset}"
+
+
 def parse_cli(argv: list[str]) -> tuple[ml_collections.ConfigDict, list[str]]:
     """Read `--config=<preset or file>:<sweep>` and `--config.x.y=v` from argv.
 

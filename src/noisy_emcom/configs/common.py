@@ -19,6 +19,40 @@ DATASETS = (
 )
 
 
+# A first useful run on a user dataset (docs/config.md#your-own-data): the fast preset of
+# config/config.yaml, at batch 32, and tests at K up to 64 (a few hundred test examples).
+OWN_DEFAULTS = {
+    "training_steps": 12000,
+    "batch_size": 32,
+    "steps_per_call": 500,
+    "log_every": 500,
+    "checkpoint_every": 3000,
+    "speaker.lstm_size": 64,
+    "listener.lstm_size": 64,
+    "listener.hidden": 64,
+    "speaker.optimizer.learning_rate": 1e-3,
+    "listener.optimizer.learning_rate": 1e-3,
+    "eval.batch_sizes": (16, 64),
+    "eval.topsim_ratios": (0.2, 0.2),
+    "eval.epochs": 1,
+    "eval.decodings": ("sample",),
+}
+
+
+def known_dataset(name: str) -> bool:
+    """A built-in sweep name or a registered user dataset (`data.registry.register`)."""
+    from noisy_emcom.data import registry
+
+    return name in DATASETS or name in registry.USER_DATASETS
+
+
+def unknown_dataset(name: str, where: str = "") -> str:
+    return (
+        f"unknown dataset {name!r}{where}; expected one of {list(DATASETS)} or a user dataset "
+        "(own_data in the pipeline config; built under --data-dir for the scripts)"
+    )
+
+
 def adam(learning_rate: float) -> ml_collections.ConfigDict:
     return ml_collections.ConfigDict(
         {"name": "adam", "learning_rate": learning_rate, "b1": 0.9, "b2": 0.999, "eps": 1e-8}
@@ -54,15 +88,22 @@ def game_config(experiment: str, dataset: str, p_max: float) -> ml_collections.C
     """The full training config of one game (docs/science.md, docs/config.md)."""
     if experiment not in GAMES:
         raise ValueError(f"unknown experiment {experiment!r}; expected one of {sorted(GAMES)}")
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r}; expected one of {list(DATASETS)}")
+    if not known_dataset(dataset):
+        raise ValueError(unknown_dataset(dataset))
     noisy = experiment == "nlg_rlrl"
     cfg = ml_collections.ConfigDict(
         {
             "experiment": experiment,
             "game": GAMES[experiment],
             "random_seed": 0,
-            "dataset": {"name": dataset, "data_dir": "", "input_noise": 0.0},
+            # file / sha256: the table a model was trained on (set by train.py).
+            "dataset": {
+                "name": dataset,
+                "data_dir": "",
+                "input_noise": 0.0,
+                "file": "",
+                "sha256": "",
+            },
             "batch_size": 1024,
             "vocab_size": 20,
             "length": 10,
@@ -101,6 +142,11 @@ def game_config(experiment: str, dataset: str, p_max: float) -> ml_collections.C
             "eval": eval_config(),
         }
     )
+    if dataset not in DATASETS:
+        from noisy_emcom.configs import set_dotted
+
+        for key, value in OWN_DEFAULTS.items():
+            set_dotted(cfg, key, value)
     if dataset == "debug":
         cfg.training_steps = 1
         cfg.batch_size = 8

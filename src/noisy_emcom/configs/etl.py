@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from noisy_emcom.configs.common import DATASETS
+from noisy_emcom.configs.common import known_dataset, unknown_dataset
 
 TASKS = ("discrimination", "discriminationdist", "classification", "attribute", "reconstruction")
 DECODINGS = ("sample", "greedy")
@@ -45,8 +45,8 @@ def parse_sweep(sweep: str) -> tuple[str, str, float]:
             f"etl sweep must be '<dataset>_<task>_<noise>' with task in {list(TASKS)} and "
             f"noise in [0,1), e.g. 'shapes_noimg_attribute_0.0'; got {sweep!r}"
         )
-    if dataset not in DATASETS:
-        raise ValueError(f"unknown dataset {dataset!r} in etl sweep; expected one of {DATASETS}")
+    if not known_dataset(dataset):
+        raise ValueError(unknown_dataset(dataset, " in etl sweep"))
     return dataset, task, noise
 
 

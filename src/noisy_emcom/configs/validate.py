@@ -15,7 +15,7 @@ from typing import Any
 import jsonschema
 import ml_collections
 
-from noisy_emcom.configs.common import DATASETS, GAMES
+from noisy_emcom.configs.common import GAMES
 
 # Upper bounds keep a typo from allocating gigabytes (e.g. vocab_size 10^8 → a 10^8-wide head).
 MAX_SEED = 2**31 - 1
@@ -116,11 +116,22 @@ EVAL = _obj(
     checkpoint=TEXT,
 )
 
+# Built-in sweep names and user dataset names (known-ness is checked by the presets).
+DATASET_NAME = {"type": "string", "pattern": r"^[a-z][a-z0-9_]*$"}
+TRAIN_DATASET = _obj(
+    name=DATASET_NAME,
+    data_dir=TEXT,
+    input_noise=_num(0, 100),
+    file=TEXT,
+    sha256={"type": "string", "pattern": "^([0-9a-f]{64})?$"},
+)
+TRAIN_DATASET["required"] = ["name", "data_dir", "input_noise"]  # older checkpoints lack the rest
+
 GAME = _obj(
     experiment=_enum(*GAMES),
     game=_enum(*GAMES.values()),
     random_seed=SEED,
-    dataset=_obj(name=_enum(*DATASETS), data_dir=TEXT, input_noise=_num(0, 100)),
+    dataset=TRAIN_DATASET,
     batch_size=_int(2, MAX_BATCH),
     vocab_size=_int(2, MAX_VOCAB),
     length=_int(1, MAX_LENGTH),
@@ -156,7 +167,7 @@ GAME = _obj(
 
 ETL = _obj(
     experiment=_enum("etl"),
-    dataset=_obj(name=_enum(*DATASETS), data_dir=TEXT),
+    dataset=_obj(name=DATASET_NAME, data_dir=TEXT),
     listener=_obj(embed_dim=WIDTH, lstm_size=WIDTH),
     eval=_obj(seed=SEED),
     etl=_obj(

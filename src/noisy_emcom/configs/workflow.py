@@ -71,7 +71,11 @@ def split_sizes(config: Mapping, dataset: str, marker: Callable[[str], str]) -> 
     data section, other datasets from their dataset_info.json once it exists; else {}."""
     family = dataset.split("_")[0]
     data = config.get("data", {}).get(family, {})
-    if family == "shapes" and data.get("source", "generate") == "generate":
+    if (
+        family == "shapes"
+        and dataset not in config.get("own_data", {})
+        and data.get("source", "generate") == "generate"
+    ):
         return {s: data[f"num_{s}"] for s in ("train", "valid", "test") if f"num_{s}" in data}
     path = Path(marker(dataset))
     if not path.is_file():
@@ -117,11 +121,73 @@ def _too_big(where: str, value: int, sizes: Mapping[str, int], split: str, datas
         raise ConfigError(where, f"{where}: {value} exceeds the {n} {split} examples of {dataset}")
 
 
+TASK_FIELDS = {
+    "discrimination": "logit",
+    "discriminationdist": "logit",
+    "classification": "label",
+    "attribute": "attributes",
+    "reconstruction": "image",
+}
+
+
+def own_fields(name: str, entry: Mapping) -> tuple[str, ...]:
+    """Fields of the user dataset `own_data.<name>`, read from its table's header or its
+    image folder; registers the dataset for the presets. A ConfigError names the key."""
+    from noisy_emcom.data import own, registry
+    from noisy_emcom.data.errors import DataError
+
+    where = f"own_data.{name}"
+    try:
+        own.check_name(name, registry.DATASETS)
+        kind, path = own.source_of(entry)
+        if kind == "table":
+            fields = own.table_fields(path)
+        else:
+            fields = own.image_fields(path, entry.get("file_list") or None)
+            if "label" not in fields and not entry.get("checkpoint"):
+                raise DataError(
+                    f"images without labels need a checkpoint (the BYOL ResNet-50): the "
+                    f"small encoder is trained on the labels of {path}"
+                )
+    except DataError as err:
+        raise ConfigError(where, f"{where}: {err}") from err
+    registry.register(registry.user_spec(name, fields))
+    return fields
+
+
+def check_own(config: Mapping) -> dict[str, tuple[str, ...]]:
+    """{user dataset: fields}; every dataset named in train.datasets and etl.tasks is a
+    built-in or an own_data entry."""
+    from noisy_emcom.data import registry
+
+    fields = {n: own_fields(n, e) for n, e in config.get("own_data", {}).items()}
+    tasks = config.get("etl", {}).get("tasks", {})
+    for d, asked in tasks.items():
+        if asked == "auto":  # every task the dataset's fields support
+            have = fields.get(d)
+            tasks[d] = [
+                t
+                for t in TASK_FIELDS
+                if (TASK_FIELDS[t] in have if have is not None else d in TASK_DATASETS[t])
+            ]
+    named = [("train.datasets", d) for d in config["train"]["datasets"]]
+    named += [(f"etl.tasks.{d}", d) for d in config.get("etl", {}).get("tasks", {})]
+    for where, d in named:
+        if d not in registry.DATASETS and d not in fields:
+            raise ConfigError(
+                where,
+                f"{where}: unknown dataset {d!r}; built-in: {', '.join(registry.DATASETS)}; "
+                f"own_data: {', '.join(fields) or 'none'}",
+            )
+    return fields
+
+
 def check(config: Mapping, marker: Callable[[str], str]) -> None:
     """Resolve and check every job config of the DAG; raise ConfigError naming the key.
 
     `marker(dataset)` is the path of the dataset's dataset_info.json."""
     check_data(config)
+    own = check_own(config)
     train_cfg = config["train"]
     overrides = train_cfg.get("overrides", {})
     _not_overridden([("train.overrides", overrides)], SET_BY_RULE)
@@ -144,10 +210,10 @@ def check(config: Mapping, marker: Callable[[str], str]) -> None:
             ) from err
         for k in test_cfg.eval.batch_sizes:
             _too_big("eval_overrides.eval.batch_sizes", k, sizes, "test", dataset)
-    check_etl(config, marker)
+    check_etl(config, marker, own)
 
 
-def check_etl(config: Mapping, marker: Callable[[str], str]) -> None:
+def check_etl(config: Mapping, marker: Callable[[str], str], own: Mapping = {}) -> None:  # noqa: B006
     e = config.get("etl", {})
     _not_overridden(
         [("etl.overrides", e.get("overrides", {}))]
@@ -157,7 +223,14 @@ def check_etl(config: Mapping, marker: Callable[[str], str]) -> None:
     for etl_dataset, tasks in e.get("tasks", {}).items():
         sizes = split_sizes(config, etl_dataset, marker)
         for task in tasks:
-            if etl_dataset not in TASK_DATASETS[task]:
+            if etl_dataset in own and TASK_FIELDS[task] not in own[etl_dataset]:
+                where = f"etl.tasks.{etl_dataset}"
+                raise ConfigError(
+                    where,
+                    f"{where}: dataset {etl_dataset} cannot run task {task!r}: it has no field "
+                    f"{TASK_FIELDS[task]!r} (its fields: {', '.join(own[etl_dataset])})",
+                )
+            if etl_dataset not in own and etl_dataset not in TASK_DATASETS[task]:
                 where = f"etl.tasks.{etl_dataset}"
                 raise ConfigError(
                     where,

@@ -66,7 +66,7 @@ def _feature_keys(field: str) -> list[str]:
 def _open(dataset: str, split: str, data_dir, fields: Sequence[str], feature_dim: int | None):
     """Open and validate a TFDS split → (spec, source)."""
     name, version = _parse_name(dataset)
-    spec = require_fields(name, fields)
+    spec = require_fields(name, fields, data_dir)
     if data_dir is None:
         raise DataError(f"dataset {name!r}: data_dir is required for a TFDS dataset")
     sources, version = tfds_io.data_source(data_dir, spec.tfds_name, version)
@@ -93,7 +93,7 @@ def _check_features(name: str, spec: DatasetSpec, features, feature_dim: int | N
     want = (
         feature_dim
         if feature_dim is not None
-        else (spec.feature_dim if spec.family != "shapes" else None)
+        else (spec.feature_dim if spec.family not in ("shapes", "own") else None)
     )
     if len(width) != 1 or (want is not None and width[0] != want):
         raise DataError(
@@ -379,13 +379,14 @@ def attribute_names(dataset: str, data_dir: str | Path | None = None) -> list[st
                     return [str(x) for x in data["attribute_names"]]
         raise DataError(f"{path}: no 'attribute_names' array (field 'attributes')")
     name, _ = _parse_name(dataset)
-    spec = require_fields(name, ("attributes",))
+    spec = require_fields(name, ("attributes",), data_dir)
     return list(spec.attribute_names)
 
 
-def label_depth(dataset: str) -> int:
-    """One-hot depth of `label`: 1000 (ImageNet), 10178 (CelebA identity), 48 (shapes)."""
-    return get_spec(_parse_name(dataset)[0]).label_depth
+def label_depth(dataset: str, data_dir: str | Path | None = None) -> int:
+    """One-hot depth of `label`: 1000 (ImageNet), 10178 (CelebA identity), 48 (shapes), the
+    number of classes of a user dataset."""
+    return get_spec(_parse_name(dataset)[0], data_dir).label_depth
 
 
 # --------------------------------------------------------------------------------------------

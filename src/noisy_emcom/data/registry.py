@@ -100,22 +100,103 @@ DATASETS: dict[str, DatasetSpec] = {
 OPTIONAL_FIELDS = {"imagenet": ("file_name",)}
 
 
-def get_spec(sweep: str) -> DatasetSpec:
-    """The spec of a sweep name; a DataError lists the known names."""
-    if sweep not in DATASETS:
-        raise DataError(f"unknown dataset {sweep!r}; known: {', '.join(DATASETS)}")
-    return DATASETS[sweep]
+# User datasets (docs/data.md#your-own-data), registered from the config or a data_dir.
+USER_DATASETS: dict[str, DatasetSpec] = {}
+
+
+def user_spec(
+    name: str,
+    fields,
+    feature_dim: int = 0,
+    label_depth: int = 0,
+    attribute_names=(),
+) -> DatasetSpec:
+    """The spec of a user dataset (family `own`, one TFDS dataset with every field)."""
+    from noisy_emcom.data import own
+
+    own.check_name(name, DATASETS)
+    return DatasetSpec(
+        name,
+        own.tfds_name(name),
+        "own",
+        "own",
+        tuple(fields),
+        ("train", "valid", "test"),
+        int(feature_dim),
+        int(label_depth),
+        tuple(attribute_names),
+    )
+
+
+def register(spec: DatasetSpec) -> DatasetSpec:
+    """Make a user dataset known by name (to the presets, the loader and ETL)."""
+    USER_DATASETS[spec.sweep] = spec
+    return spec
+
+
+def discover(data_dir, name: str | None = None) -> list[str]:
+    """Register the user datasets built under `data_dir` (or only `name`) → their names."""
+    from pathlib import Path
+
+    from noisy_emcom.data import own
+
+    if not data_dir or not Path(data_dir).is_dir():
+        return []
+    names = (
+        [name]
+        if name
+        else [p.name.removeprefix(own.TFDS_PREFIX) for p in Path(data_dir).glob("own_*")]
+    )
+    found = []
+    for n in names:
+        if n in DATASETS:
+            continue
+        rec = own.read_provenance(data_dir, n)
+        if rec is not None:
+            register(spec_from_provenance(rec))
+            found.append(n)
+    return found
+
+
+def spec_from_provenance(rec: dict) -> DatasetSpec:
+    return user_spec(
+        rec["name"],
+        rec["fields"],
+        rec.get("feature_dim", 0),
+        rec.get("label_depth", 0),
+        rec.get("attribute_names", ()),
+    )
+
+
+def is_known(name: str) -> bool:
+    return name in DATASETS or name in USER_DATASETS
+
+
+def get_spec(sweep: str, data_dir=None) -> DatasetSpec:
+    """The spec of a sweep name (a user dataset is looked up in `data_dir` when not yet
+    registered); a DataError lists the known names."""
+    if sweep in DATASETS:
+        return DATASETS[sweep]
+    if sweep not in USER_DATASETS and data_dir:
+        discover(data_dir, sweep)
+    if sweep not in USER_DATASETS:
+        where = f" and no user dataset {sweep!r} in {data_dir}" if data_dir else ""
+        raise DataError(
+            f"unknown dataset {sweep!r}; known: {', '.join([*DATASETS, *USER_DATASETS])}{where}"
+        )
+    return USER_DATASETS[sweep]
 
 
 def datasets_with(field: str) -> list[str]:
     """Sweep names whose variant holds `field` (e.g. `attributes`)."""
-    return [s for s, spec in DATASETS.items() if field in spec.fields]
+    every = {**DATASETS, **USER_DATASETS}
+    return [s for s, spec in every.items() if field in spec.fields]
 
 
-def require_fields(sweep: str, fields) -> DatasetSpec:
+def require_fields(sweep: str, fields, data_dir=None) -> DatasetSpec:
     """Check that `sweep` has every field; the error names the dataset, the field and the
     datasets that do have it."""
-    spec = get_spec(sweep)
+    spec = get_spec(sweep, data_dir)
     for field in fields:
         if field not in spec.fields + OPTIONAL_FIELDS.get(sweep, ()):
             have = ", ".join(datasets_with(field)) or "none"

@@ -40,6 +40,7 @@ CITATIONS = {
     ", booktitle={ICCV}, year={2015}}\n"
     "@inproceedings{grill2020byol, title={Bootstrap Your Own Latent}, "
     "author={Grill, Jean-Bastien and others}, booktitle={NeurIPS}, year={2020}}",
+    "own": "",
     "shapes": "@inproceedings{vital2025implicit, title={Implicit Repair with Reinforcement "
     "Learning in Emergent Communication}, author={Vital, F{\\'a}bio and Sardinha, "
     "Alberto and Melo, Francisco S.}, booktitle={AAMAS}, year={2025}}",

@@ -1,0 +1,593 @@
+"""Your own data (docs/data.md#your-own-data): a feature table or a folder of images → arrays
+per split, the dataset's spec and a provenance record (source, content hash, encoder).
+
+Tables: `.npy` [N, D] (split 75/25 here), `.npz` with `train`/`valid`/`test` (or
+`<split>_logit`) and optional `<split>_label`, `<split>_attributes` + `attribute_names`,
+`<split>_image`, or flat `logit`, `label`, `attributes`, `image` arrays (split here), or
+Parquet: optional `split` and `label` columns, `attr_<name>` 0/1 columns, every other column a
+feature. Images: one sub-folder per class, or a CSV file list (`path`, optional `label`,
+`split`, other columns 0/1 attributes). Nothing is unpickled or executed.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import re
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from noisy_emcom.data.errors import DataError
+
+NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
+TFDS_PREFIX = "own_"
+VERSION = "1.0.0"
+PROVENANCE = "provenance.json"
+SPLITS = ("train", "valid", "test")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
+IMAGE_SIZE = 64
+
+
+def tfds_name(name: str) -> str:
+    """TFDS folder of a user dataset (prefixed: never a registered TFDS builder's name)."""
+    return TFDS_PREFIX + name
+
+
+TABLE_SUFFIXES = (".npy", ".npz", ".parquet")
+
+
+def source_of(entry: Mapping) -> tuple[str, str]:
+    """("table" | "images", path) of a config entry: `table`, `images`, or `source` (a table
+    file by its suffix, else an image folder)."""
+    for kind in ("table", "images"):
+        if entry.get(kind):
+            return kind, str(entry[kind])
+    path = str(entry.get("source", ""))
+    return ("table" if path.endswith(TABLE_SUFFIXES) else "images"), path
+
+
+def table_bytes(entry: Mapping) -> int:
+    """Bytes a job holds for a user dataset's feature table (for Snakemake's mem_mb): a table
+    file's size, or 2048 float32 features per image of a folder."""
+    kind, path = source_of(entry)
+    if kind == "table":
+        return Path(path).stat().st_size if Path(path).is_file() else 0
+    n = sum(1 for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    return n * 4 * 2048
+
+
+def check_name(name: str, builtins) -> None:
+    """A user dataset name: lowercase [a-z0-9_], starting with a letter, not a built-in."""
+    if not re.match(NAME_PATTERN, str(name)):
+        raise DataError(
+            f"dataset name {name!r}: use lowercase letters, digits and '_' (starting with a "
+            "letter); '-' separates the parts of a run id"
+        )
+    if name in builtins:
+        raise DataError(f"dataset name {name!r} is a built-in dataset; choose another name")
+
+
+# --------------------------------------------------------------------------------------------
+# Fields (cheap: headers only, for the DAG)
+# --------------------------------------------------------------------------------------------
+
+
+def table_fields(path: str | Path) -> tuple[str, ...]:
+    """Fields a table offers, read from its headers/schema (no data loaded)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: table file not found")
+    if path.suffix == ".npy":
+        return ("logit", "image_id")
+    if path.suffix == ".npz":
+        if not zipfile.is_zipfile(path):
+            raise DataError(f"{path}: not a valid .npz file (not a zip archive)")
+        with zipfile.ZipFile(path) as z:
+            keys = {n.removesuffix(".npy") for n in z.namelist()}
+        have = {f for f in ("label", "attributes", "image") if f in keys or _split_keys(keys, f)}
+    elif path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            names = pq.read_schema(path).names
+        except Exception as e:  # noqa: BLE001
+            raise DataError(f"{path}: cannot read the Parquet schema ({e})") from e
+        have = {"label"} & set(names)
+        have |= {"attributes"} if any(n.startswith("attr_") for n in names) else set()
+    else:
+        raise DataError(f"{path}: a table is a .npy, .npz or .parquet file")
+    return ("logit", "image_id") + tuple(f for f in ("label", "attributes", "image") if f in have)
+
+
+def _split_keys(keys, field: str) -> bool:
+    return any(f"{s}_{field}" in keys for s in SPLITS)
+
+
+def image_fields(folder: str | Path, file_list: str | Path | None = None) -> tuple[str, ...]:
+    """Fields an image folder offers: logit, image, label (class folders or a `label` column),
+    attributes (other columns of the file list)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataError(f"{folder}: image folder not found")
+    if file_list:
+        header = _read_list(Path(file_list))[0]
+        have = {"label"} & set(header)
+        have |= {"attributes"} if _attr_columns(header) else set()
+    else:
+        have = {"label"}
+    return (
+        ("logit", "image_id") + tuple(f for f in ("label", "attributes") if f in have) + ("image",)
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Splits
+# --------------------------------------------------------------------------------------------
+
+
+def split_rows(n: int, labels: np.ndarray | None, test_fraction: float, seed: int) -> dict:
+    """{train, test: row indices}: a seeded split, stratified by label when there are labels
+    (each class keeps round(test_fraction·n_c) test rows, at least one train row)."""
+    rng = np.random.default_rng(seed)
+    groups = (
+        [np.arange(n)]
+        if labels is None
+        else [np.flatnonzero(labels == c) for c in np.unique(labels)]
+    )
+    train, test = [], []
+    for rows in groups:
+        rows = rng.permutation(rows)
+        k = min(int(round(test_fraction * len(rows))), len(rows) - 1)
+        test.append(rows[:k])
+        train.append(rows[k:])
+    return {"train": np.sort(np.concatenate(train)), "test": np.sort(np.concatenate(test))}
+
+
+def _take(arrays: Mapping[str, np.ndarray], rows: np.ndarray) -> dict[str, np.ndarray]:
+    return {k: v[rows] for k, v in arrays.items()}
+
+
+def _split_flat(arrays: dict, test_fraction: float, seed: int) -> dict[str, dict]:
+    parts = split_rows(len(arrays["logit"]), arrays.get("label"), test_fraction, seed)
+    return {s: _take(arrays, rows) for s, rows in parts.items()}
+
+
+# --------------------------------------------------------------------------------------------
+# Tables
+# --------------------------------------------------------------------------------------------
+
+
+def _npz_array(path: Path, data, key: str) -> np.ndarray:
+    try:
+        return data[key]
+    except ValueError as e:
+        raise DataError(f"{path}: array {key!r} holds pickled (object) data, not read") from e
+
+
+def read_table(path: str | Path, test_fraction: float = 0.25, seed: int = 0):
+    """A feature table → ({split: {field: array}}, attribute names)."""
+    path = Path(path)
+    table_fields(path)  # existence and format
+    names: list[str] = []
+    if path.suffix == ".npy":
+        try:
+            flat = {"logit": np.load(path, allow_pickle=False)}
+        except ValueError as e:
+            raise DataError(f"{path}: holds pickled (object) data, which is not read") from e
+        splits = _split_flat(_checked(path, flat, names), test_fraction, seed)
+    elif path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as data:
+            keys = set(data.files)
+            if "attribute_names" in keys:
+                names = [str(x) for x in _npz_array(path, data, "attribute_names")]
+            per_split = [s for s in SPLITS if s in keys or f"{s}_logit" in keys]
+            if per_split:
+                splits = {}
+                for s in per_split:
+                    arrays = {"logit": _npz_array(path, data, s if s in keys else f"{s}_logit")}
+                    for f in ("label", "attributes", "image"):
+                        if f"{s}_{f}" in keys:
+                            arrays[f] = _npz_array(path, data, f"{s}_{f}")
+                    splits[s] = _checked(path, arrays, names, s)
+            elif "logit" in keys:
+                flat = {
+                    f: _npz_array(path, data, f)
+                    for f in ("logit", "label", "attributes", "image")
+                    if f in keys
+                }
+                splits = _split_flat(_checked(path, flat, names), test_fraction, seed)
+            else:
+                raise DataError(
+                    f"{path}: no feature array; give 'train' and 'test' (or '<split>_logit') "
+                    f"or a flat 'logit' array; found {sorted(keys)}"
+                )
+    else:
+        splits, names = _read_parquet(path, test_fraction, seed)
+    if "train" not in splits or "test" not in splits:
+        raise DataError(f"{path}: needs a 'train' and a 'test' split; found {sorted(splits)}")
+    fields = [set(a) for a in splits.values()]
+    if any(f != fields[0] for f in fields):
+        raise DataError(f"{path}: splits hold different fields {[sorted(f) for f in fields]}")
+    return splits, names
+
+
+def _read_parquet(path: Path, test_fraction: float, seed: int):
+    import pyarrow.parquet as pq
+
+    df = pq.read_table(path).to_pandas()
+    attrs = [c for c in df.columns if c.startswith("attr_")]
+    feats = [c for c in df.columns if c not in ("split", "label") and c not in attrs]
+    bad = [c for c in feats if df[c].dtype.kind not in "iuf"]
+    if bad:
+        raise DataError(f"{path}: column {bad[0]!r} is not numeric (feature columns are)")
+    flat = {"logit": df[feats].to_numpy()}
+    if "label" in df:
+        flat["label"] = df["label"].to_numpy()
+    names = [c.removeprefix("attr_") for c in attrs]
+    if attrs:
+        flat["attributes"] = df[attrs].to_numpy()
+    flat = _checked(path, flat, names)
+    if "split" not in df:
+        return _split_flat(flat, test_fraction, seed), names
+    col = df["split"].astype(str).to_numpy()
+    unknown = sorted(set(col) - set(SPLITS))
+    if unknown:
+        raise DataError(f"{path}: column 'split' has {unknown[0]!r}; use train, valid or test")
+    return {s: _take(flat, np.flatnonzero(col == s)) for s in SPLITS if (col == s).any()}, names
+
+
+def _checked(path: Path, arrays: dict, names: list[str], split: str = "") -> dict:
+    """Types and shapes of one split's arrays; errors name the file, split and field."""
+    where = f"{path}" + (f" split {split!r}" if split else "")
+    x = arrays["logit"]
+    if x.ndim != 2 or x.shape[1] == 0 or x.dtype.kind not in "iuf":
+        raise DataError(f"{where}: features have shape {x.shape} dtype {x.dtype}; need [N, D]")
+    x = x.astype(np.float32)
+    if not np.all(np.isfinite(x)):
+        raise DataError(f"{where}: features hold NaN or infinite values")
+    out = {"logit": x}
+    n = len(x)
+    if "label" in arrays:
+        y = arrays["label"]
+        if y.shape != (n,) or y.dtype.kind not in "iu" or (n and y.min() < 0):
+            raise DataError(f"{where}: field 'label' must be [N] integers >= 0, got {y.shape}")
+        out["label"] = y.astype(np.int64)
+    if "attributes" in arrays:
+        a = arrays["attributes"]
+        if a.ndim != 2 or len(a) != n or not np.isin(a, (0, 1)).all():
+            raise DataError(f"{where}: field 'attributes' must be [N, A] of 0/1 values")
+        if len(names) != a.shape[1]:
+            raise DataError(
+                f"{where}: field 'attributes' has {a.shape[1]} columns but {len(names)} "
+                "attribute_names"
+            )
+        out["attributes"] = a.astype(bool)
+    if "image" in arrays:
+        im = arrays["image"]
+        if im.ndim != 4 or len(im) != n or im.shape[-1] != 3 or im.dtype != np.uint8:
+            raise DataError(f"{where}: field 'image' must be [N, H, W, 3] uint8, got {im.shape}")
+        out["image"] = resize_all(im)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Images
+# --------------------------------------------------------------------------------------------
+
+
+def resize_all(images: np.ndarray) -> np.ndarray:
+    """uint8 [N,H,W,3] → [N,64,64,3] (bicubic; unchanged when already 64×64)."""
+    if images.shape[1:3] == (IMAGE_SIZE, IMAGE_SIZE):
+        return images
+    return np.stack([thumbnail(im) for im in images]) if len(images) else images[:, :64, :64]
+
+
+def thumbnail(image: np.ndarray) -> np.ndarray:
+    from PIL import Image
+
+    im = Image.fromarray(image).resize((IMAGE_SIZE, IMAGE_SIZE), Image.Resampling.BICUBIC)
+    return np.asarray(im, np.uint8)
+
+
+def _read_list(path: Path) -> tuple[list[str], list[dict]]:
+    if not path.is_file():
+        raise DataError(f"{path}: file list not found")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        rows = list(reader)
+        header = list(reader.fieldnames or [])
+    if "path" not in header:
+        raise DataError(f"{path}: the file list needs a 'path' column; columns: {header}")
+    return header, rows
+
+
+def _attr_columns(header: list[str]) -> list[str]:
+    return [c for c in header if c not in ("path", "label", "split")]
+
+
+def list_images(folder: str | Path, file_list: str | Path | None = None):
+    """(paths, labels or None, attributes [N,A] bool or None, attribute names, class names,
+    splits [N] str or None) of an image folder, in a fixed order."""
+    folder = Path(folder)
+    if file_list:
+        header, rows = _read_list(Path(file_list))
+        paths = [folder / r["path"] for r in rows]
+        cols = _attr_columns(header)
+        try:
+            labels = np.array([int(r["label"]) for r in rows]) if "label" in header else None
+            attrs = np.array([[int(r[c]) for c in cols] for r in rows]) if cols else None
+        except ValueError as e:
+            raise DataError(f"{file_list}: 'label' and attribute columns are integers ({e})") from e
+        if attrs is not None and not np.isin(attrs, (0, 1)).all():
+            raise DataError(f"{file_list}: attribute columns hold 0 or 1")
+        splits = np.array([r["split"] for r in rows]) if "split" in header else None
+        classes = sorted({str(x) for x in labels}) if labels is not None else []
+        return paths, labels, None if attrs is None else attrs.astype(bool), cols, classes, splits
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
+    if len(classes) < 2:
+        raise DataError(f"{folder}: needs one sub-folder per class (at least 2) or a file_list")
+    paths, labels = [], []
+    for i, c in enumerate(classes):
+        files = sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not files:
+            raise DataError(f"{folder / c}: no image files ({', '.join(IMAGE_SUFFIXES)})")
+        paths += files
+        labels += [i] * len(files)
+    return paths, np.array(labels), None, [], classes, None
+
+
+def files_sha256(paths) -> str:
+    """SHA-256 over the files' names and bytes, in order."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(Path(p).name.encode() + b"\0" + hashlib.sha256(Path(p).read_bytes()).digest())
+    return h.hexdigest()
+
+
+def arrays_sha256(splits: Mapping[str, Mapping[str, np.ndarray]]) -> str:
+    """SHA-256 of every split's feature table (what a model trains on)."""
+    h = hashlib.sha256()
+    for s in sorted(splits):
+        x = np.ascontiguousarray(splits[s]["logit"], np.float32)
+        h.update(f"{s}:{x.shape}".encode() + x.tobytes())
+    return h.hexdigest()
+
+
+def write_provenance(out_dir: str | Path, record: Mapping) -> Path:
+    path = Path(out_dir) / PROVENANCE
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return path
+
+
+def read_provenance(data_dir: str | Path, name: str) -> dict | None:
+    """The provenance record of a built user dataset, or None when there is none."""
+    path = Path(data_dir) / tfds_name(name) / VERSION / PROVENANCE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as e:
+        raise DataError(f"{path}: unreadable provenance record ({e})") from e
+
+
+# --------------------------------------------------------------------------------------------
+# Building the TFDS dataset
+# --------------------------------------------------------------------------------------------
+
+
+def encode_images(
+    images: np.ndarray,
+    paths,
+    labels: np.ndarray | None,
+    train_rows: np.ndarray,
+    checkpoint: str | Path | None,
+    encoder: Mapping,
+) -> tuple[np.ndarray, dict]:
+    """Features of the images → (features [N, D], encoder record): the BYOL ResNet-50 when a
+    checkpoint is given (from the original files), else the project's small CNN trained on the
+    training split's labels (64×64 thumbnails)."""
+    from noisy_emcom import encoders
+
+    if checkpoint:
+        from noisy_emcom.data.extract import extract_features
+
+        params, state = encoders.load_byol_resnet50(checkpoint)
+        feats = extract_features(list(paths), params, state, desc="byol")
+        return feats, {
+            "encoder": "byol_resnet50",
+            "checkpoint": str(checkpoint),
+            "checkpoint_sha256": files_sha256([checkpoint]),
+        }
+    if labels is None:
+        raise DataError(
+            "an image folder without labels needs a BYOL checkpoint (the small encoder is "
+            "trained on the labels)"
+        )
+    cfg = {"width": 64, "steps": 300, "batch_size": 64, "learning_rate": 1e-3, "seed": 0}
+    cfg.update(encoder or {})
+    batch = min(cfg["batch_size"], len(train_rows))
+    params, losses = encoders.train_shapes_cnn(
+        images[train_rows],
+        labels[train_rows],
+        width=cfg["width"],
+        steps=cfg["steps"],
+        batch_size=batch,
+        learning_rate=cfg["learning_rate"],
+        seed=cfg["seed"],
+        num_classes=int(labels.max()) + 1,
+    )
+    feats, preds = encoders.apply_shapes_cnn(params, images)
+    held = np.setdiff1d(np.arange(len(images)), train_rows)
+    return feats, {
+        "encoder": "shapes_cnn",
+        **{f"encoder_{k}": v for k, v in cfg.items()},
+        "encoder_final_loss": float(losses[-1]) if len(losses) else None,
+        "encoder_train_accuracy": float((preds[train_rows] == labels[train_rows]).mean()),
+        "encoder_test_accuracy": float((preds[held] == labels[held]).mean()) if len(held) else None,
+    }
+
+
+def read_images(
+    folder: str | Path,
+    file_list: str | Path | None,
+    checkpoint: str | Path | None,
+    encoder: Mapping | None,
+    test_fraction: float,
+    seed: int,
+):
+    """An image folder → ({split: arrays}, attribute names, class names, source record)."""
+    paths, labels, attrs, names, classes, split_col = list_images(folder, file_list)
+    if not paths:
+        raise DataError(f"{folder}: no images")
+    from noisy_emcom.data.raw import decode_rgb
+
+    images = np.stack([thumbnail(decode_rgb(p)) for p in paths])
+    n = len(paths)
+    if split_col is not None:
+        unknown = sorted(set(split_col) - set(SPLITS))
+        if unknown:
+            raise DataError(f"{file_list}: column 'split' has {unknown[0]!r}")
+        parts = {s: np.flatnonzero(split_col == s) for s in SPLITS if (split_col == s).any()}
+    else:
+        parts = split_rows(n, labels, test_fraction, seed)
+    if "train" not in parts or "test" not in parts:
+        raise DataError(f"{folder}: needs train and test images; splits {sorted(parts)}")
+    feats, record = encode_images(images, paths, labels, parts["train"], checkpoint, encoder)
+    flat = {"logit": feats, "image": images, "image_id": np.arange(n)}
+    if labels is not None:
+        flat["label"] = labels.astype(np.int64)
+    if attrs is not None:
+        flat["attributes"] = attrs
+    srcs = [folder, file_list] if file_list else [folder]
+    record.update(
+        source=[str(Path(s).resolve()) for s in srcs],
+        source_sha256=files_sha256(paths + ([Path(file_list)] if file_list else [])),
+        num_images=n,
+    )
+    return {s: _take(flat, rows) for s, rows in parts.items()}, names, classes, record
+
+
+def build(
+    name: str,
+    data_dir: str | Path,
+    *,
+    table: str | Path | None = None,
+    images: str | Path | None = None,
+    file_list: str | Path | None = None,
+    checkpoint: str | Path | None = None,
+    encoder: Mapping | None = None,
+    test_fraction: float = 0.25,
+    seed: int = 0,
+    overwrite: bool = False,
+) -> Path:
+    """Write user dataset `name` as `<data_dir>/own_<name>/1.0.0/` (TFDS array_record) with
+    `provenance.json` beside its dataset_info.json → the dataset folder."""
+    from noisy_emcom.data import registry, tfds_io
+
+    if (table is None) == (images is None):
+        raise DataError(f"dataset {name!r}: give either a table or an image folder")
+    classes: list[str] = []
+    if table is not None:
+        splits, names = read_table(table, test_fraction, seed)
+        record = {
+            "kind": "table",
+            "source": [str(Path(table).resolve())],
+            "source_sha256": files_sha256([table]),
+        }
+        for arrays in splits.values():
+            arrays.setdefault("image_id", np.arange(len(arrays["logit"])))
+    else:
+        splits, names, classes, record = read_images(
+            images, file_list, checkpoint, encoder, test_fraction, seed
+        )
+        record["kind"] = "images"
+    fields = ("logit", "image_id") + tuple(
+        f for f in ("label", "attributes", "image") if f in splits["train"]
+    )
+    labels = [a["label"] for a in splits.values() if "label" in a]
+    depth = int(max(int(y.max()) for y in labels if len(y)) + 1) if labels else 0
+    dim = int(splits["train"]["logit"].shape[1])
+    spec = registry.user_spec(name, fields, dim, depth, names)
+    desc = f"User dataset {name!r} ({record['kind']}: {', '.join(record['source'])})."
+    out = tfds_io.write_dataset(
+        spec, VERSION, data_dir, splits, feature_dim=dim, description=desc, overwrite=overwrite
+    )
+    write_provenance(
+        out,
+        {
+            **record,
+            "name": name,
+            "fields": list(fields),
+            "feature_dim": dim,
+            "label_depth": depth,
+            "class_names": classes,
+            "attribute_names": list(names),
+            "splits": {s: len(a["logit"]) for s, a in splits.items()},
+            "features_sha256": arrays_sha256(splits),
+            "test_fraction": test_fraction,
+            "split_seed": seed,
+        },
+    )
+    registry.register(spec)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# The scripts' --dataset argument
+# --------------------------------------------------------------------------------------------
+
+
+def is_file(dataset: str) -> bool:
+    return str(dataset).endswith((".npz", ".npy"))
+
+
+def file_label(path: str | Path) -> str:
+    """The dataset name of a table file in run ids and result rows: its stem, lowercased, with
+    other characters than [a-z0-9_] as '_' (`My-Table.npz` → `my_table`)."""
+    stem = re.sub(r"[^a-z0-9_]", "_", Path(path).stem.lower())
+    return stem if re.match(NAME_PATTERN, stem) else f"t_{stem}"
+
+
+def identity(dataset: str, data_dir) -> tuple[str, str, str]:
+    """(name, file, sha256) of a `--dataset` value: a table file (its label, path and SHA-256)
+    or a dataset name (a user dataset's features_sha256 from its provenance, else "")."""
+    from noisy_emcom.data import registry
+
+    if is_file(dataset):
+        path = Path(dataset)
+        if not path.is_file():
+            raise DataError(f"{path}: dataset file not found")
+        name = file_label(path)
+        if name not in registry.DATASETS:
+            registry.register(registry.user_spec(name, ("logit",)))
+        return name, str(path), hashlib.sha256(path.read_bytes()).hexdigest()
+    rec = (
+        read_provenance(data_dir, dataset)
+        if data_dir and dataset not in registry.DATASETS
+        else None
+    )
+    return dataset, "", (rec or {}).get("features_sha256", "")
+
+
+def train_config(spec: str, overrides: Mapping, dataset: str = "", data_dir: str = ""):
+    """train.py's config: `--config=<preset>:<sweep>` and overrides, the sweep's dataset
+    replaced by `--dataset` (a name or a table file), with the dataset's file and SHA-256."""
+    from noisy_emcom import configs
+    from noisy_emcom.data import registry
+
+    registry.discover(data_dir)
+    file, sha = "", ""
+    if dataset:
+        name, file, sha = identity(dataset, data_dir)
+        spec = configs.with_dataset(spec, name)
+    cfg = configs.from_spec(spec, dict(overrides))  # resolved and validated
+    if not dataset and cfg.dataset.name not in registry.DATASETS:
+        sha = identity(cfg.dataset.name, data_dir)[2]
+    cfg.dataset.file, cfg.dataset.sha256 = file, sha
+    return cfg

@@ -1,0 +1,326 @@
+"""Your own data through the whole DAG (docs/data.md#your-own-data): a feature table (D = 24,
+labels, attributes) and a folder of PNG images (two classes) in one Snakemake run, and the
+refusals (tasks the data cannot support, bad names, another table's width)."""
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+from PIL import Image, ImageDraw
+
+from noisy_emcom.data import own
+from noisy_emcom.data.errors import DataError
+
+ROOT = Path(__file__).resolve().parents[1]
+PY = sys.executable
+
+
+def make_table(path: Path, n=400, d=24, classes=4, seed=1) -> Path:
+    """Gaussian blobs: `logit` [n, d], `label`, two binary attributes with names."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = rng.normal(0, 3, (classes, d))[y] + rng.normal(0, 1, (n, d))
+    attrs = np.stack([y % 2, y >= classes // 2], 1).astype(np.uint8)
+    np.savez(
+        path,
+        logit=x.astype(np.float32),
+        label=y,
+        attributes=attrs,
+        attribute_names=np.array(["odd", "high"]),
+    )
+    return path
+
+
+def make_images(folder: Path, per_class=30, seed=2) -> Path:
+    """PIL-drawn circles and squares (48×40 PNG, resized to 64×64 by the pipeline)."""
+    rng = np.random.default_rng(seed)
+    for shape in ("circle", "square"):
+        (folder / shape).mkdir(parents=True)
+        for i in range(per_class):
+            im = Image.new("RGB", (48, 40), tuple(int(v) for v in rng.integers(0, 80, 3)))
+            a, b, s = (int(v) for v in (*rng.integers(2, 14, 2), rng.integers(12, 22)))
+            draw = ImageDraw.Draw(im)
+            fill = tuple(int(v) for v in rng.integers(150, 256, 3))
+            (draw.ellipse if shape == "circle" else draw.rectangle)((a, b, a + s, b + s), fill)
+            im.save(folder / shape / f"{i:03d}.png")
+    return folder
+
+
+def config(tmp: Path, table: Path, images: Path) -> dict:
+    return {
+        "results": str(tmp / "res"),
+        "data_dir": str(tmp / "res" / "tfds"),
+        "conda_env": "envs/cpu.yaml",
+        "xla_flags": "--xla_backend_optimization_level=0",
+        "own_data": {
+            "blobs": {"table": str(table)},
+            "pics": {
+                "images": str(images),
+                "encoder": {"width": 16, "steps": 20, "batch_size": 16},
+            },
+        },
+        "data": {"shapes": {"source": "none"}},
+        "train": {
+            "datasets": ["blobs", "pics"],
+            "games": ["lg_s", "nlg"],
+            "batch_sizes": [8],
+            "seeds": [0],
+            "overrides": {
+                "training_steps": 20,
+                "steps_per_call": 10,
+                "log_every": 10,
+                "checkpoint_every": 10,
+                "speaker.lstm_size": 16,
+                "listener.lstm_size": 16,
+                "listener.hidden": 16,
+            },
+        },
+        "tests": ["channel", "message", "input", "topsim", "measures"],
+        "eval_overrides": {
+            "eval.batch_sizes": [16],
+            "eval.epochs": 1,
+            "eval.topsim_ratios": [0.2],
+            "eval.decodings": ["sample"],
+            "eval.mask_counts": [0, 1],
+        },
+        "etl": {
+            "tasks": {
+                "blobs": ["discriminationdist", "classification", "attribute"],
+                "pics": ["classification", "reconstruction"],
+            },
+            "noise": [0.5],
+            "overrides": {
+                "etl.training_steps": 10,
+                "etl.log_every": 5,
+                "etl.steps_per_call": 5,
+                "etl.batch_size": 8,
+            },
+        },
+    }
+
+
+def snakemake(cfg: dict, tmp: Path, *args, check=True):
+    path = tmp / "config.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    env = {**os.environ, "PATH": f"{Path(PY).parent}:{os.environ['PATH']}"}
+    res = subprocess.run(
+        [PY, "-m", "snakemake", "--nolock", "--cores", "2", "--configfile", str(path), *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        env=env,
+    )
+    if check and res.returncode:
+        raise AssertionError(f"snakemake failed:\n{res.stdout[-3000:]}\n{res.stderr[-3000:]}")
+    return res
+
+
+@pytest.fixture
+def data(tmp_path):
+    return make_table(tmp_path / "blobs.npz"), make_images(tmp_path / "imgs")
+
+
+def test_split_is_stratified_and_seeded():
+    labels = np.repeat([0, 1, 2], [40, 8, 4])
+    a = own.split_rows(len(labels), labels, 0.25, 0)
+    b = own.split_rows(len(labels), labels, 0.25, 0)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert np.bincount(labels[a["test"]]).tolist() == [10, 2, 1]
+    assert not set(a["train"]) & set(a["test"])
+
+
+def test_names_are_checked():
+    with pytest.raises(DataError, match="'-' separates"):
+        own.check_name("my-data", ())
+    with pytest.raises(DataError, match="built-in"):
+        own.check_name("shapes", ("shapes",))
+    assert own.file_label("My-Table.npz") == "my_table"
+
+
+def test_table_and_image_folder_through_the_whole_dag(tmp_path, data):
+    """One `snakemake` command: both datasets built, trained, tested, ETL'd and reported."""
+    table, images = data
+    cfg = config(tmp_path, *data)
+    snakemake(cfg, tmp_path)
+    res = tmp_path / "res"
+    for name, width, fields in (("blobs", 24, "attributes"), ("pics", 16, "image")):
+        rec = json.loads((res / "tfds" / f"own_{name}" / "1.0.0" / "provenance.json").read_text())
+        assert rec["feature_dim"] == width and fields in rec["fields"]
+        assert len(rec["source_sha256"]) == 64 and len(rec["features_sha256"]) == 64
+        saved = json.loads((res / "runs" / f"nlg-{name}-b8-p0.5-s0" / "config.json").read_text())
+        assert saved["dataset"]["name"] == name
+        assert saved["dataset"]["sha256"] == rec["features_sha256"]
+    blobs = json.loads((res / "tfds/own_blobs/1.0.0/provenance.json").read_text())
+    assert blobs["splits"] == {"train": 300, "test": 100} and blobs["label_depth"] == 4
+    channel = pd.read_csv(res / "report" / "tables" / "testchannel.csv")
+    assert set(channel["dataset"]) == {"blobs", "pics"}
+    etl = pd.read_csv(res / "report" / "tables" / "etl.csv")
+    assert set(zip(etl["etl_dataset"], etl["task"], strict=True)) == {
+        ("blobs", "discriminationdist"),
+        ("blobs", "classification"),
+        ("blobs", "attribute"),
+        ("pics", "classification"),
+        ("pics", "reconstruction"),
+    }
+    assert "blobs" in (res / "report" / "results.md").read_text()
+    # Test the blobs model on the pics dataset: another width, refused naming both.
+    out = subprocess.run(
+        [
+            PY,
+            "workflow/scripts/test.py",
+            "--checkpoint",
+            str(res / "runs/lg_s-blobs-b8-p0.0-s0/final.ckpt"),
+            "--dataset",
+            "pics",
+            "--data-dir",
+            str(res / "tfds"),
+            "--mode",
+            "channel",
+            "--out",
+            str(tmp_path / "x.csv"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": "src"},
+    )
+    assert out.returncode == 1
+    assert "'pics' has features of width 16" in out.stderr and "'blobs' (width 24)" in out.stderr
+    # A second run has nothing to do.
+    again = snakemake(cfg, tmp_path, "-n")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda c: c["etl"]["tasks"].update(pics=["attribute"]),
+            "etl.tasks.pics: dataset pics cannot run task 'attribute': "
+            "it has no field 'attributes'",
+        ),
+        (
+            lambda c: c["etl"]["tasks"].update(blobs=["reconstruction"]),
+            "dataset blobs cannot run task 'reconstruction': it has no field 'image'",
+        ),
+        (
+            lambda c: c["train"].update(datasets=["nosuch"]),
+            "train.datasets: unknown dataset 'nosuch'",
+        ),
+        (
+            lambda c: c["own_data"].update(shapes={"table": c["own_data"]["blobs"]["table"]}),
+            "own_data.shapes: dataset name 'shapes' is a built-in",
+        ),
+        (
+            lambda c: c["etl"]["overrides"].update({"etl.batch_size": 0}),
+            "etl.overrides.etl.batch_size",
+        ),
+        (
+            lambda c: c["own_data"]["blobs"].update(table="/no/such.npz"),
+            "own_data.blobs: /no/such.npz: table file not found",
+        ),
+    ],
+)
+def test_refused_by_the_dry_run(tmp_path, data, change, message):
+    cfg = config(tmp_path, *data)
+    change(cfg)
+    res = snakemake(cfg, tmp_path, "-n", check=False)
+    assert res.returncode != 0
+    assert message in res.stdout + res.stderr
+
+
+def test_parquet_npy_and_file_list_sources(tmp_path):
+    """Parquet (split, label, attr_ columns), a bare .npy table and a CSV file list of images
+    give the fields they hold; a pickled .npy is refused by name."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 5))
+    df = pd.DataFrame(x, columns=[f"f{i}" for i in range(5)])
+    df["label"] = np.arange(40) % 2
+    df["attr_big"] = (x[:, 0] > 0).astype(int)
+    df["split"] = ["train"] * 30 + ["test"] * 10
+    df.to_parquet(tmp_path / "t.parquet")
+    assert own.table_fields(tmp_path / "t.parquet") == ("logit", "image_id", "label", "attributes")
+    splits, names = own.read_table(tmp_path / "t.parquet")
+    assert names == ["big"] and splits["train"]["logit"].shape == (30, 5)
+    assert np.array_equal(splits["test"]["attributes"][:, 0], x[30:, 0] > 0)
+    np.save(tmp_path / "t.npy", x)
+    splits, _ = own.read_table(tmp_path / "t.npy")
+    assert {s: len(a["logit"]) for s, a in splits.items()} == {"train": 30, "test": 10}
+    np.save(tmp_path / "bad.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(DataError, match=r"bad.npy: holds pickled"):
+        own.read_table(tmp_path / "bad.npy")
+    folder = make_images(tmp_path / "imgs", per_class=3)
+    rows = ["path,label,split,red"] + [
+        f"{c}/{i:03d}.png,{k},{'test' if i == 0 else 'train'},{k}"
+        for k, c in enumerate(("circle", "square"))
+        for i in range(3)
+    ]
+    (tmp_path / "list.csv").write_text("\n".join(rows) + "\n")
+    assert own.image_fields(folder, tmp_path / "list.csv") == (
+        "logit", "image_id", "label", "attributes", "image",
+    )  # fmt: skip
+    paths, labels, attrs, names, _, split = own.list_images(folder, tmp_path / "list.csv")
+    assert names == ["red"] and attrs[:, 0].tolist() == [False] * 3 + [True] * 3
+    assert split.tolist().count("test") == 2 and labels.tolist() == [0, 0, 0, 1, 1, 1]
+
+
+def test_table_file_run_is_named_after_it_and_tested_on_it_by_default(tmp_path):
+    """train.py --dataset FILE: the run id carries the file's stem, the model keeps the file and
+    its SHA-256, and test.py without --dataset tests that table."""
+    import hashlib
+
+    from faultkit import train_args
+
+    table = make_table(tmp_path / "My-Blobs.npz")
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    run_dir = tmp_path / "run"
+    args = train_args(run_dir, steps=4)
+    # flat arrays are split by build_own.py; train.py reads `train`: give it split arrays
+    with np.load(table) as d:
+        np.savez(table, train=d["logit"][:300], test=d["logit"][300:])
+    res = subprocess.run(
+        [PY, "workflow/scripts/train.py", *args, "--dataset", str(table)],
+        cwd=ROOT, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    saved = json.loads((run_dir / "config.json").read_text())
+    assert saved["dataset"]["name"] == "my_blobs" and saved["dataset"]["file"] == str(table)
+    assert saved["dataset"]["sha256"] == hashlib.sha256(table.read_bytes()).hexdigest()
+    out = tmp_path / "tc.csv"
+    res = subprocess.run(
+        [PY, "workflow/scripts/test.py", "--checkpoint", str(run_dir / "final.ckpt"),
+         "--mode", "channel", "--out", str(out), "--config.eval.batch_sizes=(16,)",
+         "--config.eval.topsim_ratios=(0.2,)"],
+        cwd=ROOT, capture_output=True, text=True, env=env,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    rows = pd.read_csv(out)
+    assert set(rows["dataset"]) == {"my_blobs"} and set(rows["run_id"]) == {
+        "lg_rl-my_blobs-b32-p0.0-s0"  # the user defaults (B = 32), not debug's B = 8
+    }
+
+
+def test_auto_etl_tasks_follow_the_fields_and_source_picks_the_kind(tmp_path, data):
+    """`etl.tasks.<name>: auto` → every task the data supports; `source:` is a table by its
+    suffix, else an image folder (so `--config 'own_data={x: {source: ...}}'` can switch)."""
+    table, images = data
+    cfg = config(tmp_path, table, images)
+    cfg["own_data"] = {"blobs": {"source": str(table)}, "pics": {"source": str(images)}}
+    cfg["etl"]["tasks"] = {"blobs": "auto", "pics": "auto"}
+    res = snakemake(cfg, tmp_path, "-n")
+    out = res.stdout
+    for task in ("discrimination", "discriminationdist", "classification", "attribute"):
+        assert f"{task}-blobs-p0.5-sample" in out
+    assert "reconstruction-blobs" not in out and "attribute-pics" not in out
+    assert "reconstruction-pics-p0.5-sample" in out
+    stats = out.split("Job stats:")[1]
+    jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
+    assert jobs["etl"] == 16 and jobs["own_tfds"] == 2  # 4 tasks each × 2 games
