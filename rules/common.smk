@@ -4,6 +4,7 @@ import math
 
 from noisy_emcom.configs.workflow import override_args
 from noisy_emcom.data.own import source_of as own_source
+from noisy_emcom.data.own import image_files as own_image_files
 from noisy_emcom.data.own import table_bytes as own_table_bytes
 
 RESULTS = config["results"]
@@ -212,3 +213,12 @@ def etl_runtime(wildcards, attempt):
 
 def eval_runtime(wildcards, attempt):
     return attempt * (10 + 30 * len(TEST_STEMS))
+
+
+def own_inputs(name):
+    """The files a user dataset is built from (a change rebuilds it): the table, or every image
+    of the folder, plus the file list and the BYOL checkpoint when given."""
+    entry = OWN[name]
+    kind, path = own_source(entry)
+    files = [path] if kind == "table" else list(own_image_files(path))
+    return files + [entry[k] for k in ("file_list", "checkpoint") if entry.get(k)]

@@ -199,7 +199,7 @@ SWEEP_OF = {tfds: sweep for sweep, tfds in TFDS_NAMES.items() if sweep not in OW
 rule own_tfds:
     # A user's table or image folder → TFDS dataset own_<name> with provenance.json beside it.
     input:
-        lambda w: [own_source(OWN[w.name])[1]] if own_source(OWN[w.name])[0] == "table" else [],
+        lambda w: own_inputs(w.name),
     output:
         marker=f"{DATA_DIR}/own_{{name}}/1.0.0/dataset_info.json",
         provenance=f"{DATA_DIR}/own_{{name}}/1.0.0/provenance.json",

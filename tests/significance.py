@@ -34,7 +34,9 @@ def proportion_z(x1: int, n1: int, x2: int, n2: int) -> float:
     """z statistic of p1 > p2 (unpooled standard error); reject p1 <= p2 when z > Z_ALPHA."""
     p1, p2 = x1 / n1, x2 / n2
     se = math.sqrt(p1 * (1 - p1) / n1 + p2 * (1 - p2) / n2)
-    return (p1 - p2) / se if se > 0 else math.copysign(math.inf, p1 - p2)
+    if se > 0:
+        return (p1 - p2) / se
+    return 0.0 if p1 == p2 else math.copysign(math.inf, p1 - p2)
 
 
 def report(name: str, observed: float, threshold: float) -> None:

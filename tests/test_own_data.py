@@ -143,6 +143,17 @@ def test_names_are_checked():
     with pytest.raises(DataError, match="built-in"):
         own.check_name("shapes", ("shapes",))
     assert own.file_label("My-Table.npz") == "my_table"
+    # A table named like a built-in dataset does not take that dataset's preset or name.
+    assert own.file_label("debug.npy") == "t_debug"
+    assert own.file_label("imagenet.npz") == "t_imagenet"
+
+
+def test_a_split_without_rows_is_refused(tmp_path):
+    table = tmp_path / "tiny.npz"
+    np.savez(table, logit=np.ones((3, 4), np.float32), label=np.array([0, 1, 2]))
+    with pytest.raises(DataError, match="split 'test' has no rows"):
+        own.build("tiny", tmp_path / "tfds", table=table)
+    assert not list((tmp_path / "tfds").rglob("dataset_info.json"))
 
 
 def test_table_and_image_folder_through_the_whole_dag(tmp_path, data):
@@ -270,6 +281,11 @@ def test_parquet_npy_and_file_list_sources(tmp_path):
     paths, labels, attrs, names, _, split = own.list_images(folder, tmp_path / "list.csv")
     assert names == ["red"] and attrs[:, 0].tolist() == [False] * 3 + [True] * 3
     assert split.tolist().count("test") == 2 and labels.tolist() == [0, 0, 0, 1, 1, 1]
+    # Class names follow the label values, also past 9 (not "0", "1", "10", "2", ...).
+    many = ["path,label"] + [f"circle/000.png,{k}" for k in range(12)]
+    (tmp_path / "many.csv").write_text("\n".join(many) + "\n")
+    classes = own.list_images(folder, tmp_path / "many.csv")[4]
+    assert classes == [str(k) for k in range(12)]
 
 
 def test_table_file_run_is_named_after_it_and_tested_on_it_by_default(tmp_path):

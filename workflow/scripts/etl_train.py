@@ -70,7 +70,8 @@ def main(argv: list[str]) -> int:
             rows = etl.run_test(speaker, result.listener_path, data_dir, png=args.png or None)
             etl.write_results(rows, args.results)
             print(f"{cfg.etl.task}: {len(rows)} rows → {args.results}")
-    except (DataError, checkpoint.CheckpointError, FloatingPointError, OSError) as err:
+    # ValueError: settings that do not fit the data or the run folder's earlier config.
+    except (DataError, checkpoint.CheckpointError, FloatingPointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
     return 0

@@ -52,7 +52,8 @@ def main(argv: list[str]) -> int:
     lifeline.watch_snakemake()  # stop (with a checkpoint) if Snakemake is killed
     try:
         return run(cfg, args)
-    except (DataError, checkpoint.CheckpointError, FloatingPointError, OSError) as err:
+    # ValueError: settings that do not fit the data or the run folder's earlier config.
+    except (DataError, checkpoint.CheckpointError, FloatingPointError, OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
 

@@ -12,6 +12,7 @@ feature. Images: one sub-folder per class, or a CSV file list (`path`, optional 
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import json
 import re
@@ -56,8 +57,15 @@ def table_bytes(entry: Mapping) -> int:
     kind, path = source_of(entry)
     if kind == "table":
         return Path(path).stat().st_size if Path(path).is_file() else 0
-    n = sum(1 for p in Path(path).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    return n * 4 * 2048
+    return len(image_files(path)) * 4 * 2048
+
+
+@functools.lru_cache(maxsize=64)
+def image_files(folder: str) -> tuple[str, ...]:
+    """Every image file below `folder`, sorted (listed once per process)."""
+    return tuple(
+        sorted(str(p) for p in Path(folder).rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    )
 
 
 def check_name(name: str, builtins) -> None:
@@ -325,7 +333,7 @@ def list_images(folder: str | Path, file_list: str | Path | None = None):
         if attrs is not None and not np.isin(attrs, (0, 1)).all():
             raise DataError(f"{file_list}: attribute columns hold 0 or 1")
         splits = np.array([r["split"] for r in rows]) if "split" in header else None
-        classes = sorted({str(x) for x in labels}) if labels is not None else []
+        classes = [str(c) for c in range(int(labels.max()) + 1)] if labels is not None else []
         return paths, labels, None if attrs is None else attrs.astype(bool), cols, classes, splits
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if len(classes) < 2:
@@ -507,6 +515,9 @@ def build(
             images, file_list, checkpoint, encoder, test_fraction, seed
         )
         record["kind"] = "images"
+    empty = [s for s, a in splits.items() if len(a["logit"]) == 0]
+    if empty:
+        raise DataError(f"dataset {name!r}: split {empty[0]!r} has no rows (too few examples)")
     fields = ("logit", "image_id") + tuple(
         f for f in ("label", "attributes", "image") if f in splits["train"]
     )
@@ -550,8 +561,12 @@ def is_file(dataset: str) -> bool:
 def file_label(path: str | Path) -> str:
     """The dataset name of a table file in run ids and result rows: its stem, lowercased, with
     other characters than [a-z0-9_] as '_' (`My-Table.npz` → `my_table`)."""
+    from noisy_emcom.configs.common import DATASETS as PRESET_DATASETS
+    from noisy_emcom.data.registry import DATASETS
+
     stem = re.sub(r"[^a-z0-9_]", "_", Path(path).stem.lower())
-    return stem if re.match(NAME_PATTERN, stem) else f"t_{stem}"
+    builtin = stem in DATASETS or stem in PRESET_DATASETS  # e.g. debug.npy, imagenet.npz
+    return stem if re.match(NAME_PATTERN, stem) and not builtin else f"t_{stem}"
 
 
 def identity(dataset: str, data_dir) -> tuple[str, str, str]:

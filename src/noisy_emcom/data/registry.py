@@ -152,7 +152,7 @@ def discover(data_dir, name: str | None = None) -> list[str]:
         if n in DATASETS:
             continue
         rec = own.read_provenance(data_dir, n)
-        if rec is not None:
+        if rec is not None and rec.get("name") == n:  # not a renamed copy of another folder
             register(spec_from_provenance(rec))
             found.append(n)
     return found
@@ -166,10 +166,6 @@ def spec_from_provenance(rec: dict) -> DatasetSpec:
         rec.get("label_depth", 0),
         rec.get("attribute_names", ()),
     )
-
-
-def is_known(name: str) -> bool:
-    return name in DATASETS or name in USER_DATASETS
 
 
 def get_spec(sweep: str, data_dir=None) -> DatasetSpec:
