@@ -2,7 +2,7 @@
 import itertools
 import math
 
-from noisy_emcom.configs.workflow import override_args
+from noisy_emcom.configs.workflow import etl_args, override_args, train_args
 from noisy_emcom.data.own import source_of as own_source
 from noisy_emcom.data.own import image_files as own_image_files
 from noisy_emcom.data.own import table_bytes as own_table_bytes
@@ -30,7 +30,6 @@ TFDS_NAMES = {
 # User datasets (docs/data.md#your-own-data): one TFDS dataset own_<name> each.
 OWN = config.get("own_data", {})
 TFDS_NAMES.update({name: f"own_{name}" for name in OWN})
-PRESETS = {"lg_s": "lg_rlss", "lg_rl": "lg_rlrl", "nlg": "nlg_rlrl"}
 TESTS = {"channel", "message", "input", "topsim"} & set(config["tests"])
 
 

@@ -14,14 +14,8 @@ rule etl:
         results=f"{ETL_DIR}/results.csv",
     params:
         data_dir=DATA_DIR,
-        sweep=lambda w: f"etl:{w.etl_dataset}_{w.task}_{w.noise}",
-        overrides=lambda w: override_args(
-            {
-                **ETL.get("overrides", {}),
-                **ETL.get("task_overrides", {}).get(w.task, {}),
-                "etl.decoding": w.decoding,
-            }
-        ),
+        # --config and its overrides, built by the function the DAG check validates.
+        args=lambda w: etl_args(config, w.etl_dataset, w.task, w.noise, w.decoding),
         out_dir=lambda w, output: os.path.dirname(output.listener),
         png=lambda w, output: (
             ["--png", f"{os.path.dirname(output.results)}/reconstructions.png"]
@@ -37,6 +31,6 @@ rule etl:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/etl_train.py --checkpoint {input.ckpt:q} --config={params.sweep:q}"
-        " {params.overrides:q} --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
+        "PYTHONPATH=src python workflow/scripts/etl_train.py --checkpoint {input.ckpt:q} {params.args:q}"
+        " --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
         " --results {output.results:q} {params.png:q} > {log:q} 2>&1"

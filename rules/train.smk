@@ -9,13 +9,8 @@ rule train:
         log=f"{RUNS}/{{game}}-{{dataset}}-b{{batch}}-p{{p}}-s{{seed}}/train_log.csv",
     params:
         data_dir=DATA_DIR,
-        spec=lambda w: (
-            f"{PRESETS[w.game]}:{w.dataset}_{w.p}" if w.game == "nlg"
-            else f"{PRESETS[w.game]}:{w.dataset}"
-        ),
-        overrides=lambda w: override_args(
-            {**config["train"].get("overrides", {}), "batch_size": w.batch, "random_seed": w.seed}
-        ),
+        # --config and its overrides, built by the function the DAG check validates.
+        args=lambda w: train_args(config, w.game, w.dataset, w.p, w.batch, w.seed),
         run_dir=lambda w, output: os.path.dirname(output.ckpt),
     log:
         f"{LOGS}/train/{{game}}-{{dataset}}-b{{batch}}-p{{p}}-s{{seed}}.log",
@@ -28,5 +23,5 @@ rule train:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/train.py --config={params.spec:q} {params.overrides:q}"
+        "PYTHONPATH=src python workflow/scripts/train.py {params.args:q}"
         " --data-dir {params.data_dir:q} --run-dir {params.run_dir:q} --no-progress > {log:q} 2>&1"
