@@ -148,7 +148,7 @@ def test_quick_config_end_to_end(tmp_path):
     logs = results / "logs"
     expect = {
         "train/nlg-shapes_logits-b8-p0.5-s0.log": "train nlg-shapes_logits-b8-p0.5-s0: 20/20 steps",
-        "test/nlg-shapes_logits-b8-p0.5-s0.log": "channel test: 7/7 settings",
+        "test/nlg-shapes_logits-b8-p0.5-s0.log": "testchannel: 7/7 settings",
     }
     for rel, fragment in expect.items():
         assert fragment in (logs / rel).read_text(), rel

@@ -457,7 +457,7 @@ def sweep(
     plan = {int(k): list(settings_for(int(k))) for k in ev.batch_sizes}
     total = len(reps) * len(ev.decodings) * sum(len(s) for s in plan.values())
     test = next((s[0].test for s in plan.values() if s), "")
-    meter = Progress(f"{test} test", total, "settings")
+    meter = Progress(test, total, "settings")
     for r in reps:
         for k, settings in plan.items():
             batches = eval_batches(table.shape[0], k, int(ev.seed), r, n_epochs)

@@ -3,7 +3,7 @@
 Scripts call `setup_logging()`; library code reports through a `Progress`, which writes at
 most one line every `every_s` seconds, and always the last one:
 
-    12:03:41 testchannel K=64: 5/7 settings (71%), 12.3 s
+    12:03:41 testchannel: 15/21 settings (71%), 12.5 s, K=256, sample, repetition 0
 """
 
 from __future__ import annotations
