@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from noisy_emcom.data import loader
 from noisy_emcom.data.errors import DataError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -169,13 +170,6 @@ def _split_flat(arrays: dict, test_fraction: float, seed: int) -> dict[str, dict
 # --------------------------------------------------------------------------------------------
 
 
-def _npz_array(path: Path, data, key: str) -> np.ndarray:
-    try:
-        return data[key]
-    except ValueError as e:
-        raise DataError(f"{path}: array {key!r} holds pickled (object) data, not read") from e
-
-
 def read_table(path: str | Path, test_fraction: float = 0.25, seed: int = 0):
     """A feature table → ({split: {field: array}}, attribute names)."""
     path = Path(path)
@@ -191,19 +185,19 @@ def read_table(path: str | Path, test_fraction: float = 0.25, seed: int = 0):
         with np.load(path, allow_pickle=False) as data:
             keys = set(data.files)
             if "attribute_names" in keys:
-                names = [str(x) for x in _npz_array(path, data, "attribute_names")]
+                names = [str(x) for x in loader._member(path, data, "attribute_names")]
             per_split = [s for s in SPLITS if s in keys or f"{s}_logit" in keys]
             if per_split:
                 splits = {}
                 for s in per_split:
-                    arrays = {"logit": _npz_array(path, data, s if s in keys else f"{s}_logit")}
+                    arrays = {"logit": loader._member(path, data, s if s in keys else f"{s}_logit")}
                     for f in ("label", "attributes", "image"):
                         if f"{s}_{f}" in keys:
-                            arrays[f] = _npz_array(path, data, f"{s}_{f}")
+                            arrays[f] = loader._member(path, data, f"{s}_{f}")
                     splits[s] = _checked(path, arrays, names, s)
             elif "logit" in keys:
                 flat = {
-                    f: _npz_array(path, data, f)
+                    f: loader._member(path, data, f)
                     for f in ("logit", "label", "attributes", "image")
                     if f in keys
                 }
@@ -252,11 +246,9 @@ def _checked(path: Path, arrays: dict, names: list[str], split: str = "") -> dic
     """Types and shapes of one split's arrays; errors name the file, split and field."""
     where = f"{path}" + (f" split {split!r}" if split else "")
     x = arrays["logit"]
-    if x.ndim != 2 or x.shape[1] == 0 or x.dtype.kind not in "iuf":
-        raise DataError(f"{where}: features have shape {x.shape} dtype {x.dtype}; need [N, D]")
-    x = x.astype(np.float32)
-    if not np.all(np.isfinite(x)):
-        raise DataError(f"{where}: features hold NaN or infinite values")
+    if x.ndim != 2 or x.shape[1] == 0:
+        raise DataError(f"{where}: features have shape {x.shape}; need [N, D]")
+    x = loader._check_table(path, f"split {split!r}" if split else "the table", x)
     out = {"logit": x}
     n = len(x)
     if "label" in arrays:
