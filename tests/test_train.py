@@ -196,3 +196,37 @@ def test_streaming_source_trains_exactly_like_the_device_table(tmp_path):
     streamed = train.train(cfg, source, tmp_path / "stream", progress=False)
     for a, b in zip(leaves(on_device.state), leaves(streamed.state), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_original_target_speaker_switch():
+    """speaker.target = original: an independently initialised target that samples its own
+    tokens (docs/differences.md D2); copy (default): an exact copy, forced on the online tokens."""
+    cfg = small_config("lg_rlrl")
+    nets = train.make_nets(cfg)
+    k_init, _, k_train = train.root_keys(0)
+    copy = train.init_state(cfg, nets, TABLE.shape[1], k_init)
+    for x, y in zip(leaves(copy.speaker), leaves(copy.target), strict=True):
+        np.testing.assert_array_equal(x, y)
+    original_cfg = small_config("lg_rlrl", **{"speaker.target": "original"})
+    original = train.init_state(original_cfg, nets, TABLE.shape[1], k_init)
+    for x, y in zip(leaves(copy.speaker), leaves(original.speaker), strict=True):
+        np.testing.assert_array_equal(x, y)  # the online networks are unchanged
+    random_leaves = [
+        (x, y)
+        for x, y in zip(leaves(original.speaker), leaves(original.target), strict=True)
+        if np.std(x) > 0  # weights; biases start at zero in both
+    ]
+    assert random_leaves and not any(np.array_equal(x, y) for x, y in random_leaves)
+    # A target equal to the online speaker samples the online tokens (same key): KL 0 either
+    # way. An independent target's own tokens differ, so its KL is not the forced one.
+    x = jax.numpy.asarray(TABLE[: cfg.batch_size])
+    kl = {}
+    for state_name, state in (("equal", copy), ("independent", original)):
+        for name, c in (("copy", cfg), ("original", original_cfg)):
+            _, stats = train.make_train_step(c, nets)(state, x, k_train)
+            kl[state_name, name] = float(stats["speaker_kl_loss"])
+    assert kl["equal", "copy"] == kl["equal", "original"] == 0.0
+    assert kl["independent", "copy"] > 1e-6 and kl["independent", "original"] > 1e-6
+    assert kl["independent", "copy"] != kl["independent", "original"]
+    with pytest.raises(configs.ConfigError, match="speaker.target"):
+        small_config("lg_rlrl", **{"speaker.target": "other"})

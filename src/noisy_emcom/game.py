@@ -43,6 +43,7 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, nets: Nets):
         cfg.speaker.entropy_coef, cfg.speaker.value_coef, cfg.speaker.kl_coef
     )
     noise = float(cfg.dataset.input_noise)
+    original_target = cfg.speaker.get("target", "copy") == "original"
 
     def loss(trainable, target_params, x, key, channel_p):
         speaker_params, listener_params = trainable
@@ -51,7 +52,10 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, nets: Nets):
             x, _ = channels.input_noise_views(k_noise, x, noise)
         b = x.shape[0]
         spk = nets.speaker.apply(speaker_params, x, k_spk, "sample")
-        tgt = nets.speaker.apply(target_params, x, k_spk, "forced", spk.tokens)
+        if original_target:  # samples its own tokens with the online speaker's key
+            tgt = nets.speaker.apply(target_params, x, k_spk, "sample")
+        else:
+            tgt = nets.speaker.apply(target_params, x, k_spk, "forced", spk.tokens)
         chan = channels.erasure(0.0, cfg.length)._replace(erase_p=channel_p)
         received = channels.apply_channel(k_chan, spk.tokens, chan, vocab)
         out = nets.listener.apply(listener_params, received, x, compute_value=rl)

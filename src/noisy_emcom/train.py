@@ -94,9 +94,14 @@ def _init_fn(cfg: ml_collections.ConfigDict, nets: Nets, feature_dim: int, value
         tokens = jnp.zeros((cfg.batch_size, cfg.length), jnp.int32)
         speaker = nets.speaker.init(k_spk, x, k_spk)
         listener = nets.listener.init(k_lst, tokens, x, compute_value=value)
+        if cfg.speaker.get("target", "copy") == "original":  # independent initialisation
+            k_tgt = jax.random.fold_in(k_spk, 1)
+            target = nets.speaker.init(k_tgt, x, k_tgt)
+        else:
+            target = jax.tree_util.tree_map(jnp.copy, speaker)
         return TrainState(
             speaker=speaker,
-            target=jax.tree_util.tree_map(jnp.copy, speaker),
+            target=target,
             listener=listener,
             speaker_opt=make_optimizer(cfg.speaker.optimizer).init(speaker),
             listener_opt=make_optimizer(cfg.listener.optimizer).init(listener),
@@ -107,7 +112,8 @@ def _init_fn(cfg: ml_collections.ConfigDict, nets: Nets, feature_dim: int, value
 
 
 def init_state(cfg: ml_collections.ConfigDict, nets: Nets, feature_dim: int, k_init) -> TrainState:
-    """Speaker and listener from k_init; the target speaker is an exact copy (docs/science.md).
+    """Speaker and listener from k_init; the target speaker is an exact copy, or under
+    `speaker.target = original` initialised from fold_in(k_speaker, 1) (docs/science.md).
 
     One computation compiled with little optimisation (`xla.run_once`).
     """

@@ -6,7 +6,7 @@
         --measures results/runs/*/measures.csv \
         --train-logs results/runs/*/train_log.csv \
         --etl results/runs/*/etl/*/results.csv --etl-curves results/runs/*/etl/*/curve.csv \
-        [--decoding sample] [--tolerance 0.02] [--list-outputs]
+        [--decoding sample] [--alpha 0.05] [--margin 0.05] [--list-outputs]
 
 Every family is optional; the outputs written depend only on which families (and which of
 the four tests) are given — ``--list-outputs`` prints them without reading anything. Each
@@ -33,7 +33,12 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--etl-curves", nargs="*", default=[], metavar="FILE", help="etl/*/curve.csv"
     )
     parser.add_argument("--decoding", default="sample", choices=("sample", "greedy"))
-    parser.add_argument("--tolerance", type=float, default=0.02, help="claims: accuracy tolerance")
+    parser.add_argument(
+        "--alpha", type=float, default=0.05, help="claims: level of the tests over seeds"
+    )
+    parser.add_argument(
+        "--margin", type=float, default=0.05, help="claims: equivalence margin (accuracy units)"
+    )
     parser.add_argument(
         "--list-outputs",
         action="store_true",
@@ -63,7 +68,7 @@ def main(argv: list[str]) -> int:
         etl=args.etl,
         etl_curves=args.etl_curves,
     )
-    options = report.ReportOptions(decoding=args.decoding, tolerance=args.tolerance)
+    options = report.ReportOptions(decoding=args.decoding, alpha=args.alpha, margin=args.margin)
     try:
         written = report.build_report(inputs, out_dir, options)
     except report.ReportInputError as err:

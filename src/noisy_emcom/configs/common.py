@@ -119,6 +119,9 @@ def game_config(experiment: str, dataset: str, p_max: float) -> ml_collections.C
                 "value_coef": 1.0,
                 "kl_coef": 0.5,
                 "ema": 0.99,
+                # copy: target = copy of the online speaker, teacher-forced on its tokens;
+                # original: the original code's target (docs/differences.md, D2).
+                "target": "copy",
                 "optimizer": adam(1e-4),
             },
             "listener": {

@@ -143,6 +143,7 @@ GAME = _obj(
         value_coef=COEF,
         kl_coef=COEF,
         ema=PROB,
+        target=_enum("copy", "original"),
         optimizer=_optimizer("adam"),
     ),
     listener=_obj(

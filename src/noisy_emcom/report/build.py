@@ -76,7 +76,12 @@ class ReportInputs:
 @dataclasses.dataclass(frozen=True)
 class ReportOptions:
     decoding: str = "sample"  # decoding of the paper tables, figures and claims
-    tolerance: float = 0.02  # accuracy tolerance of "about as" / "at least as" claims
+    alpha: float = claims_mod.ALPHA  # level of the claims' tests over seeds
+    margin: float = claims_mod.MARGIN  # equivalence / non-inferiority margin (accuracy units)
+
+    @property
+    def rule(self) -> claims_mod.Rule:
+        return claims_mod.Rule(self.alpha, self.margin)
 
 
 def _table_files(stem: str) -> list[str]:
@@ -201,7 +206,7 @@ def results_page(
         "",
         "Assembled by the report stage from `tables/*.md` and `tables/claims.md` of the same "
         f"folder. Cells are mean ± std over training seeds; speaker decoding `{options.decoding}`; "
-        f"claims tolerance {options.tolerance:g}. Rows read: {counts}.",
+        f"claims at alpha {options.alpha:g} with margin {options.margin:g}. Rows read: {counts}.",
         "",
     ]
     for stem, heading in PAGE_SECTIONS:
@@ -279,12 +284,12 @@ def build_report(
         w.frame("etl_curves", df)
         w.frame("etl_curves_agg", agg.aggregate_over_seeds(df, _curve_values(df)))
 
-    results = claims_mod.evaluate_claims(data, options.decoding, options.tolerance)
+    results = claims_mod.evaluate_claims(data, options.decoding, options.rule)
     frame = claims_mod.to_frame(results)
     w.written.append(
         rio.atomic_write(out_dir / "tables/claims.csv", lambda p: frame.to_csv(p, index=False))
     )
-    claims_md = claims_mod.to_markdown(results, options.decoding, options.tolerance)
+    claims_md = claims_mod.to_markdown(results, options.decoding, options.rule)
     w.text("tables/claims.md", claims_md)
     rows = {name: int(len(df)) for name, df in data.items()}
     w.text(RESULTS_PAGE, results_page(w.markdown, claims_md, options, rows))
