@@ -187,7 +187,7 @@ rule convert_published:
         mem_mb=32000,
         runtime=6 * 60,
     conda:
-        CONDA_ENV
+        "../envs/convert.yaml"  # the CPU environment plus TensorFlow, which only this rule needs
     shell:
         "PYTHONPATH=src python workflow/scripts/convert_published.py --src {params.src:q} --dataset {params.sweep:q}"
         " --data-dir {params.data_dir:q} --overwrite > {log:q} 2>&1"

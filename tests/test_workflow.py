@@ -42,7 +42,7 @@ def test_lint_is_clean():
     assert "Congratulations" in res.stdout + res.stderr
 
 
-def test_paper_grid_plan():
+def test_paper_grid_plan(tmp_path):
     res = snakemake("-n", "-F", "--cores", "1", "--configfile", "config/paper.yaml")
     jobs = job_counts(res.stdout)
     # 3 games x 2 datasets x 4 batch sizes x 3 seeds (NLG at p_max = 0.5 only).
@@ -51,7 +51,16 @@ def test_paper_grid_plan():
     # ETL (train and test in one job): ImageNet runs 2 tasks, CelebA runs 4 tasks, each at
     # noise 0 and 0.5.
     assert jobs["etl"] == 36 * 2 * 2 + 36 * 4 * 2
-    assert jobs["byol_features"] == 2 and jobs["report"] == 1
+    # The published features by default: one conversion per TFDS dataset, no extraction.
+    assert jobs["convert_published"] == 4 and "byol_features" not in jobs
+    assert jobs["report"] == 1
+    raw = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+    for family in ("celeba", "imagenet"):
+        raw["data"][family]["source"] = "raw"
+    path = tmp_path / "paper_raw.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    jobs = job_counts(snakemake("-n", "-F", "--cores", "1", "--configfile", str(path)).stdout)
+    assert jobs["byol_features"] == 2 and "convert_published" not in jobs
 
 
 def test_configfile_replaces_the_default_config():
@@ -94,13 +103,17 @@ def pinned(requirement: str) -> tuple[str, str]:
 def test_conda_envs_parse_and_agree_with_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     pins = dict(pinned(r) for r in project["dependencies"])
-    for env_file in ("envs/cpu.yaml", "envs/cuda.yaml"):
+    tf = dict(pinned(r) for r in project["optional-dependencies"]["tf"])
+    for env_file in ("envs/cpu.yaml", "envs/cuda.yaml", "envs/convert.yaml"):
         env = yaml.safe_load((ROOT / env_file).read_text())
         assert "python=3.11" in env["dependencies"]
         pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
         env_pins = dict(pinned(r) for r in pip)
+        known = {**pins, **tf} if env_file == "envs/convert.yaml" else pins
         for name, version in env_pins.items():
-            assert pins.get(name) == version, (env_file, name, version, pins.get(name))
+            assert known.get(name) == version, (env_file, name, version, known.get(name))
+        if env_file == "envs/convert.yaml":
+            assert set(tf) <= set(env_pins)
         # Everything the jobs import is there (snakemake itself runs outside the job env).
         missing = set(pins) - set(env_pins) - {"snakemake", "jaxlib"}
         assert not missing, (env_file, missing)
