@@ -15,6 +15,8 @@ rule shapes_raw:
         seed=SHAPES.get("seed", 0),
     log:
         f"{LOGS}/data/shapes_raw_{{split}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/data/shapes_raw_{{split}}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -36,6 +38,8 @@ rule shapes_encoder:
         enc=lambda w: SHAPES["encoder"],
     log:
         f"{LOGS}/data/shapes_encoder.log",
+    benchmark:
+        f"{LOGS}/benchmarks/data/shapes_encoder.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -57,6 +61,8 @@ rule shapes_features:
         temp(f"{SHAPES_DIR}/features/{{split}}.npz"),
     log:
         f"{LOGS}/data/shapes_features_{{split}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/data/shapes_features_{{split}}.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -87,6 +93,8 @@ rule shapes_tfds:
         ],
     log:
         f"{LOGS}/data/shapes_tfds.log",
+    benchmark:
+        f"{LOGS}/benchmarks/data/shapes_tfds.tsv"
     threads: 1
     resources:
         mem_mb=8000,

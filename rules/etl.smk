@@ -23,6 +23,8 @@ rule etl:
         ),
     log:
         f"{LOGS}/etl/{{run}}-{{task}}-{{etl_dataset}}-p{{noise}}-{{decoding}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/etl/{{run}}-{{task}}-{{etl_dataset}}-p{{noise}}-{{decoding}}.tsv"
     threads: 1
     group: "etl"
     resources:

@@ -20,6 +20,8 @@ rule test:
         overrides=override_args(config.get("eval_overrides", {})),
     log:
         f"{LOGS}/test/{{run}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/test/{{run}}.tsv"
     threads: 1
     group: "test"
     resources:

@@ -14,6 +14,8 @@ rule train:
         run_dir=lambda w, output: os.path.dirname(output.ckpt),
     log:
         f"{LOGS}/train/{{game}}-{{dataset}}-b{{batch}}-p{{p}}-s{{seed}}.log",
+    benchmark:
+        f"{LOGS}/benchmarks/train/{{game}}-{{dataset}}-b{{batch}}-p{{p}}-s{{seed}}.tsv"
     threads: 1
     resources:
         mem_mb=lambda w: 4000 + 2 * table_mb(w.dataset),

@@ -413,6 +413,8 @@ def test_reconstruction_learns_through_the_scripts(shapes_dir, speaker_ckpt, tmp
     mean_image = (tr.y.astype(np.float64) / 127.5 - 1.0).mean(0)
     baseline = float(np.mean(np.square(te.y / 127.5 - 1.0 - mean_image)))
     assert got["psnr"] == pytest.approx(10 * np.log10(4 / got["mse"]))
+    test_mean = (te.y.astype(np.float64) / 127.5 - 1.0).mean(0)
+    assert got["baseline_mse"] == pytest.approx(np.mean(np.square(te.y / 127.5 - 1.0 - test_mean)))
     assert got["loss"] == pytest.approx(0.5 * got["mse"] * 64 * 64 * 3, rel=1e-4)
     png = np.asarray(Image.open(out / "reconstructions.png"))
     assert png.shape == (4 * 66 + 2, 8 * 130 + 2, 3)  # 32 pairs, 8 per row, 2-pixel gaps
@@ -434,3 +436,21 @@ def test_reconstruction_learns_through_the_scripts(shapes_dir, speaker_ckpt, tmp
     print(f"reconstruction: {got}; constant-image mse {baseline:.4f}")
     report("ETL reconstruction gain over the mean image, t", t, T_TEST)
     assert got["mse"] < baseline and t > T_TEST
+
+
+def test_baselines_are_the_best_answers_that_ignore_the_message():
+    x = np.zeros((8, 4), np.float32)
+    labels = np.array([3, 3, 3, 1, 1, 0, 2, 4, 5, 6], np.int32)
+    got = etl.baseline_metrics("classification", etl.TaskData(x, labels), 4)
+    assert got == {"baseline_accuracy": 3 / 10, "baseline_rank5_accuracy": 8 / 10}
+    attrs = np.array([[1, 0], [1, 0], [1, 1], [0, 1]] * 2, np.int32)  # shares 0.75 and 0.5
+    got = etl.baseline_metrics("attribute", etl.TaskData(x, attrs), 4)
+    assert got == {"baseline_accuracy": pytest.approx((0.75 + 0.5) / 2)}
+    assert etl.baseline_metrics("discriminationdist", etl.TaskData(x, None), 128) == {
+        "baseline_accuracy": 1 / 128
+    }
+    images = np.zeros((8, 64, 64, 3), np.uint8)
+    images[::2] = 255  # half white, half black: the mean image is 0 on the [−1, 1] scale
+    got = etl.baseline_metrics("reconstruction", etl.TaskData(x, images), 4)
+    assert got["baseline_mse"] == pytest.approx(1.0)
+    assert got["baseline_psnr"] == pytest.approx(10 * np.log10(4.0))

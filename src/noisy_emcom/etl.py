@@ -511,6 +511,28 @@ def metrics_from_sums(
     return out
 
 
+def baseline_metrics(task: str, test: TaskData, batch: int) -> dict[str, float]:
+    """What an answer that ignores the message scores on the test split (docs/etl.md):
+    chance 1/batch for the discrimination tasks; the best constant answer otherwise: the most
+    frequent class (and the 5 most frequent for rank-5), each attribute's majority value, the
+    mean test image (MSE on the [−1, 1] scale and its PSNR)."""
+    if task in ("discrimination", "discriminationdist"):
+        return {"baseline_accuracy": 1.0 / batch}
+    if task == "classification":
+        counts = np.sort(np.bincount(np.asarray(test.y).astype(np.int64)))[::-1]
+        n = counts.sum()
+        return {
+            "baseline_accuracy": float(counts[0] / n),
+            "baseline_rank5_accuracy": float(counts[:5].sum() / n),
+        }
+    if task == "attribute":
+        share = np.mean(np.asarray(test.y) > 0, axis=0)
+        return {"baseline_accuracy": float(np.mean(np.maximum(share, 1 - share)))}
+    images = np.asarray(test.y, np.float64) / 127.5 - 1.0
+    mse = float(np.mean((images - images.mean(axis=0)) ** 2))
+    return {"baseline_mse": mse, "baseline_psnr": 10.0 * math.log10(4.0 / mse)}
+
+
 def _write_curve(path: Path, rows: list[dict[str, Any]], columns) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
@@ -842,6 +864,7 @@ def evaluate_listener(
         run(listener_params, speaker.params, x_table, y_table, jnp.asarray(order), base, chan)
     )
     metrics = metrics_from_sums(e.task, sums, length, attribute_names)
+    metrics.update(baseline_metrics(e.task, test_data, b))
     images = recon = None
     if e.task == "reconstruction":
         m = min(n_images, n)

@@ -47,12 +47,12 @@ def train_and_evaluate(study: dict, group: str, game: str, seed: int) -> None:
     import numpy as np
     import pandas as pd
 
-    from noisy_emcom import configs, evaluate, train
-    from noisy_emcom.data import loader
+    from noisy_emcom import evaluate, train
+    from noisy_emcom.data import loader, own
 
     spec = study["groups"][group]
-    dataset = study["dataset"]
-    sweep = f"{dataset}_{study['nlg_noise']}" if game == "nlg" else dataset
+    dataset, data_dir = study["dataset"], study["data_dir"]
+    sweep = f"shapes_logits_{study['nlg_noise']}" if game == "nlg" else "shapes_logits"
     overrides = {**study["base"], **spec["overrides"], "random_seed": seed}
     ev = study["eval"]
     overrides.update(
@@ -65,12 +65,14 @@ def train_and_evaluate(study: dict, group: str, game: str, seed: int) -> None:
             "eval.decodings": ("sample",),
         }
     )
-    cfg = configs.get_config(GAMES[game], sweep, overrides)
+    # As train.py --dataset: a built-in or user dataset name, or a table file.
+    cfg = own.train_config(f"{GAMES[game]}:{sweep}", overrides, dataset, data_dir)
     folder = run_dir(study, group, game, seed)
     curve_path = folder / "curve.csv"
     done = set(pd.read_csv(curve_path)["step"]) if curve_path.exists() else set()
-    table = loader.load_split(dataset, "train", study["data_dir"], ("logit",))["logit"]
-    data = evaluate.load_eval_data(dataset, study["data_dir"], with_attributes=False)
+    source = cfg.dataset.file or dataset
+    table = loader.load_split(source, "train", data_dir, ("logit",))["logit"]
+    data = evaluate.load_eval_data(source, data_dir, with_attributes=False)
 
     def settings(k: int):
         return [

@@ -132,13 +132,15 @@ def _markdown(table: pd.DataFrame) -> str:
 
 
 def write_report(study: dict) -> Path:
-    """convergence.csv / .md / .png (and a variants figure) in the study's results folder."""
+    """convergence.csv / .md, convergence.png (the study's `main_groups`) and
+    convergence_variants.png (the other groups) in the study's results folder."""
     results = Path(study["results"])
     curves = read_curves(results)
     curves.to_csv(results / "convergence.csv", index=False)
     table = summary(curves)
-    main = [g for g in ("b16", "b64") if g in set(curves["group"])]
-    others = [g for g in study["groups"] if g not in main and g in set(curves["group"])]
+    present = [g for g in study["groups"] if g in set(curves["group"])]
+    main = [g for g in study.get("main_groups", present[:1]) if g in present]
+    others = [g for g in present if g not in main]
     text = [
         "# Convergence study",
         "",

@@ -45,7 +45,17 @@ REDUNDANCY_MEASURES = {
     "mean_position_entropy": "mean token entropy (bits)",
     "unique_message_ratio": "unique ratio",
 }
-ETL_MAIN_METRICS = ("accuracy", "rank5_accuracy", "loss", "mse", "psnr")
+ETL_MAIN_METRICS = (
+    "accuracy",
+    "baseline_accuracy",  # what an answer that ignores the message scores (docs/etl.md)
+    "rank5_accuracy",
+    "baseline_rank5_accuracy",
+    "loss",
+    "mse",
+    "baseline_mse",
+    "psnr",
+    "baseline_psnr",
+)
 _EXTRA_CANDIDATES = tuple(
     dict.fromkeys(
         [*IDENTIFYING_COLUMNS, *TOPSIM_KEY_COLUMNS, *MEASURE_KEY_COLUMNS, *ETL_KEY_COLUMNS]
