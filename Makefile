@@ -7,7 +7,7 @@ CORES ?= all
 # Rules call `python`: the project environment comes first on PATH.
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: run test test-fast test-portable lint bench clean-results quick slurm cluster-test
+.PHONY: run test test-fast test-portable lint bench clean-results quick slurm cluster-test convergence
 
 $(STAMP): pyproject.toml requirements.lock
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -24,6 +24,12 @@ run: $(STAMP)
 
 quick: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES) --rerun-incomplete --configfile config/quick.yaml
+
+# The convergence study behind the default's step count (docs/convergence.md; about 80 min on
+# 2 cores), after building the shapes dataset as `make run` does.
+convergence: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES) --configfile config/config.yaml --until shapes_tfds
+	$(BIN)/python workflow/scripts/convergence.py --config config/convergence.yaml
 
 # On a SLURM cluster (README "On a SLURM cluster"): make slurm CONFIG=config/paper.yaml
 # SITE_PROFILES="--profile my-site".
