@@ -230,3 +230,15 @@ def test_original_target_speaker_switch():
     assert kl["independent", "copy"] != kl["independent", "original"]
     with pytest.raises(configs.ConfigError, match="speaker.target"):
         small_config("lg_rlrl", **{"speaker.target": "other"})
+
+
+def test_stop_at_a_step_already_reached_returns_at_once(tmp_path):
+    cfg = small_config(
+        "lg_rlrl", training_steps=8, steps_per_call=2, log_every=2, checkpoint_every=8
+    )
+    first = train.train(cfg, TABLE, tmp_path / "r", progress=False, stop_at_step=4)
+    again = train.train(cfg, TABLE, tmp_path / "r", progress=False, stop_at_step=4)
+    assert int(first.state.step) == int(again.state.step) == 4 and not again.finished
+    assert again.resumed_from == 4
+    for x, y in zip(leaves(first.state), leaves(again.state), strict=True):
+        np.testing.assert_array_equal(x, y)

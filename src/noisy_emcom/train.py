@@ -353,7 +353,8 @@ def train(
     """Train one game on `features` (the train split [N,D]) into `run_dir` (results/README.md).
 
     Resumes from the newest valid checkpoint of `run_dir`; a run whose final checkpoint exists
-    returns it at once. `stop_at_step` stops (with a checkpoint) like SIGTERM would. A
+    returns it at once. `stop_at_step` stops (with a checkpoint) like SIGTERM would, at the
+    first dispatch that reaches it (at once if the resumed checkpoint is already there). A
     non-finite statistic or parameter stops with FloatingPointError; no checkpoint is written
     over the last good one.
     """
@@ -394,6 +395,8 @@ def train(
             if not (run_dir / "train_log.csv").exists():
                 _write_log(run_dir / "train_log.csv", log_rows)
             return TrainResult(state, True, resumed_from)
+        if stop_at_step is not None and resumed_from >= stop_at_step:
+            return TrainResult(state, False, resumed_from)  # already there
     configs_json = configs.to_json(cfg)
     checkpoint.atomic_write_bytes(run_dir / "config.json", configs_json.encode())
     # The log up to the checkpoint lives in the checkpoint: a deleted or longer CSV is rebuilt.

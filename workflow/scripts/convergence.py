@@ -84,10 +84,10 @@ def train_and_evaluate(study: dict, group: str, game: str, seed: int) -> None:
     if total % int(ev["every"]):
         raise ValueError(f"training_steps {total} is not a multiple of eval.every {ev['every']}")
     for stop in range(int(ev["every"]), total + 1, int(ev["every"])):
+        if stop in done:
+            continue
         result = train.train(cfg, table, folder, progress=False, stop_at_step=stop)
         step = int(result.state.step)
-        if step in done:
-            continue
         model = evaluate.build_model(cfg, result.state.speaker, result.state.listener, step)
         rows = [
             {

@@ -128,7 +128,10 @@ def _stats(runs: pd.DataFrame, keys: list[str], value: str) -> dict[tuple, Stat]
 def _paired(a: Stat, b: Stat) -> tuple[np.ndarray, np.ndarray]:
     """Values of the runs present in both cells, in the same order."""
     common = [r for r in a.runs if r in set(b.runs)]
-    pick = lambda s: np.array([s.values[s.runs.index(r)] for r in common])  # noqa: E731
+
+    def pick(s: Stat) -> np.ndarray:
+        return np.array([s.values[s.runs.index(r)] for r in common])
+
     return pick(a), pick(b)
 
 
@@ -177,7 +180,7 @@ class Rule:
     """Level and margins of the comparisons (docs/science.md#how-claims-are-decided)."""
 
     alpha: float = ALPHA
-    margin: float = MARGIN  # accuracy units; also for retained accuracy and R_K-free checks
+    margin: float = MARGIN  # equivalence / non-inferiority margin (accuracy, retained accuracy)
 
 
 def _check_each(res, a: Stat, others: dict[str, Stat], kind: str, margin: float, text: str, rule):
