@@ -501,6 +501,14 @@ def test_list_outputs_and_bad_inputs(grid, tmp_path, capsys):
     with pytest.raises(ReportInputError, match="nope.csv"):
         build_report(ReportInputs(tests=[tmp_path / "testchannel" / "nope.csv"]), tmp_path / "o")
     assert script.main(["--out-dir", str(tmp_path / "o"), "--measures", "missing.csv"]) == 2
+    capsys.readouterr()
+    for option, value in (("--alpha", "0"), ("--alpha", "1.5"), ("--margin", "-0.1"),
+                          ("--margin", "nan"), ("--alpha", "x")):  # fmt: skip
+        with pytest.raises(SystemExit) as stop:
+            script.main(["--out-dir", str(tmp_path / "o"), option, value])
+        assert stop.value.code == 2
+        assert f"argument {option}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def test_etl_identity_from_location(tmp_path):

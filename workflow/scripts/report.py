@@ -15,11 +15,28 @@ lists them with sizes and SHA-256. Nothing is globbed here: the pipeline passes 
 """
 
 import argparse
+import math
 import sys
 from pathlib import Path
 
 from noisy_emcom import report
 from noisy_emcom.report import io as rio
+
+
+def _bounded(lo: float, hi: float, what: str, closed: bool = False):
+    """argparse type: a finite float in (lo, hi), or [lo, hi) when `closed`."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        inside = (lo <= value if closed else lo < value) and value < hi
+        if not (math.isfinite(value) and inside):
+            raise argparse.ArgumentTypeError(f"{text!r}: expected {what}")
+        return value
+
+    return parse
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
@@ -34,10 +51,16 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--decoding", default="sample", choices=("sample", "greedy"))
     parser.add_argument(
-        "--alpha", type=float, default=0.05, help="claims: level of the tests over seeds"
+        "--alpha",
+        type=_bounded(0.0, 1.0, "a level strictly between 0 and 1"),
+        default=0.05,
+        help="claims: level of the tests over seeds",
     )
     parser.add_argument(
-        "--margin", type=float, default=0.05, help="claims: equivalence margin (accuracy units)"
+        "--margin",
+        type=_bounded(0.0, math.inf, "a margin of at least 0", closed=True),
+        default=0.05,
+        help="claims: equivalence / non-inferiority margin (accuracy units)",
     )
     parser.add_argument(
         "--list-outputs",
