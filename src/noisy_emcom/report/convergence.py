@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg", force=True)
 
@@ -74,18 +75,19 @@ def summary(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def figure(curves: pd.DataFrame, groups: list[str]) -> plt.Figure:
-    """Seed means (±1 sd band) of test accuracy against training steps: one column per
-    (group, channel), one row per K, one line per (game, group variant)."""
+    """Seed means (±1 sd band) of test accuracy against training steps: one column per group,
+    one row per (channel, K), one line per game."""
     means = seed_means(curves)
     ks = sorted(means["eval_batch_size"].unique())
     channels = [c for c in ("identity", "erasure") if c in set(means["channel"])]
-    cols = [(g, c) for g in groups for c in channels]
+    rows = [(c, k) for c in channels for k in ks]
     fig, axes = plt.subplots(
-        len(ks), len(cols), figsize=(3.2 * len(cols), 2.6 * len(ks)), squeeze=False
+        len(rows), len(groups), figsize=(3.4 * len(groups), 2.4 * len(rows)), squeeze=False
     )
     colors = dict(zip(GAME_LABELS, ("tab:blue", "tab:orange", "tab:green"), strict=True))
-    for i, k in enumerate(ks):
-        for j, (group, channel) in enumerate(cols):
+    thousands = matplotlib.ticker.FuncFormatter(lambda v, _: f"{v / 1000:g}k")
+    for i, (channel, k) in enumerate(rows):
+        for j, group in enumerate(groups):
             ax = axes[i][j]
             sel = means[
                 (means["group"] == group)
@@ -94,19 +96,14 @@ def figure(curves: pd.DataFrame, groups: list[str]) -> plt.Figure:
             ]
             for game, line in sel.groupby("game"):
                 line = line.sort_values("step")
-                sd = line["std"].fillna(0).to_numpy()
-                ax.plot(line["step"], line["mean"], color=colors[game], label=GAME_LABELS[game])
-                ax.fill_between(
-                    line["step"],
-                    line["mean"] - sd,
-                    line["mean"] + sd,
-                    color=colors[game],
-                    alpha=0.2,
-                )
+                mean, sd = line["mean"], line["std"].fillna(0)
+                ax.plot(line["step"], mean, color=colors[game], label=GAME_LABELS[game])
+                ax.fill_between(line["step"], mean - sd, mean + sd, color=colors[game], alpha=0.2)
             ax.set_title(f"{group} · {channel} · K={k}", fontsize=9)
             ax.set_ylim(0, 1)
             ax.grid(alpha=0.3)
-            if i == len(ks) - 1:
+            ax.xaxis.set_major_formatter(thousands)
+            if i == len(rows) - 1:
                 ax.set_xlabel("training step")
             if j == 0:
                 ax.set_ylabel("test accuracy")
