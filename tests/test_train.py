@@ -242,3 +242,21 @@ def test_stop_at_a_step_already_reached_returns_at_once(tmp_path):
     assert again.resumed_from == 4
     for x, y in zip(leaves(first.state), leaves(again.state), strict=True):
         np.testing.assert_array_equal(x, y)
+
+
+def test_on_dispatch_sees_every_dispatch_and_changes_nothing(tmp_path):
+    cfg = small_config(
+        "lg_rlrl", training_steps=8, steps_per_call=2, log_every=2, checkpoint_every=4
+    )
+    seen = []
+
+    def record(step, state):
+        seen.append((step, leaves(state.speaker)))
+
+    watched = train.train(cfg, TABLE, tmp_path / "w", progress=False, on_dispatch=record)
+    plain = train.train(cfg, TABLE, tmp_path / "p", progress=False)
+    assert [s for s, _ in seen] == [2, 4, 6, 8]
+    for x, y in zip(leaves(watched.state), leaves(plain.state), strict=True):
+        np.testing.assert_array_equal(x, y)
+    for x, y in zip(seen[-1][1], leaves(plain.state.speaker), strict=True):
+        np.testing.assert_array_equal(x, y)

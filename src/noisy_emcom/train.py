@@ -349,6 +349,7 @@ def train(
     progress: bool = True,
     stop_at_step: int | None = None,
     on_log: Callable[[dict[str, Any]], None] | None = None,
+    on_dispatch: Callable[[int, TrainState], None] | None = None,
 ) -> TrainResult:
     """Train one game on `features` (the train split [N,D]) into `run_dir` (results/README.md).
 
@@ -356,7 +357,8 @@ def train(
     returns it at once. `stop_at_step` stops (with a checkpoint) like SIGTERM would, at the
     first dispatch that reaches it (at once if the resumed checkpoint is already there). A
     non-finite statistic or parameter stops with FloatingPointError; no checkpoint is written
-    over the last good one.
+    over the last good one. `on_log(row)` gets each log row, `on_dispatch(step, state)` the
+    state after each dispatch (e.g. to evaluate it; the state's buffers are reused afterwards).
     """
     if not str(run_dir).strip():
         raise ValueError("the run directory is empty; give a folder for this run's outputs")
@@ -440,6 +442,8 @@ def train(
             window_steps += per_call
             bar.update(per_call)
             meter.update(per_call)
+            if on_dispatch:
+                on_dispatch(step, state)  # not timed; must not keep `state` (donated next)
             if step % cfg.log_every == 0 or step == cfg.training_steps:
                 row = {"step": step, **{k: float(np.mean(v)) for k, v in stats_window.items()}}
                 row["steps_per_second"] = window_steps / max(window_time, 1e-9)

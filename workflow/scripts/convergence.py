@@ -5,7 +5,7 @@
     python workflow/scripts/convergence.py --config config/convergence.yaml --report-only
 
 Every run of every group of the study config (docs/convergence.md) trains in its own process
-(one XLA thread each, `jobs` side by side) and stops every `eval.every` steps to measure
+(one XLA thread each, `jobs` side by side) and evaluates its state every `eval.every` steps:
 identity and erasure accuracy at each K on the test split; rows go to
 <results>/<group>/<run>/curve.csv. An interrupted study resumes: finished runs are skipped,
 unfinished ones resume from their last checkpoint. The report (<results>/convergence.md,
@@ -57,7 +57,7 @@ def train_and_evaluate(study: dict, group: str, game: str, seed: int) -> None:
     ev = study["eval"]
     overrides.update(
         {
-            "checkpoint_every": overrides["training_steps"],
+            "checkpoint_every": ev["every"],  # an interrupted run resumes at its last evaluation
             "eval.batch_sizes": tuple(ev["batch_sizes"]),
             "eval.topsim_ratios": (0.2,) * len(ev["batch_sizes"]),  # unused here
             "eval.epochs": ev["epochs"],
@@ -83,12 +83,11 @@ def train_and_evaluate(study: dict, group: str, game: str, seed: int) -> None:
     total = cfg.training_steps
     if total % int(ev["every"]):
         raise ValueError(f"training_steps {total} is not a multiple of eval.every {ev['every']}")
-    for stop in range(int(ev["every"]), total + 1, int(ev["every"])):
-        if stop in done:
-            continue
-        result = train.train(cfg, table, folder, progress=False, stop_at_step=stop)
-        step = int(result.state.step)
-        model = evaluate.build_model(cfg, result.state.speaker, result.state.listener, step)
+
+    def evaluate_at(step: int, state) -> None:
+        if step % int(ev["every"]) or step in done:
+            return
+        model = evaluate.build_model(cfg, state.speaker, state.listener, step)
         rows = [
             {
                 "group": group,
@@ -103,9 +102,10 @@ def train_and_evaluate(study: dict, group: str, game: str, seed: int) -> None:
             }
             for out in evaluate.sweep(model, data, settings)
         ]
-        frame = pd.DataFrame(rows)
-        frame.to_csv(curve_path, mode="a", header=not curve_path.exists(), index=False)
+        pd.DataFrame(rows).to_csv(curve_path, mode="a", header=not curve_path.exists(), index=False)
         print(f"{group}/{game}-s{seed}: step {step} evaluated", flush=True)
+
+    train.train(cfg, table, folder, progress=False, on_dispatch=evaluate_at)
 
 
 def launch(config: Path, run: tuple[str, str, int]) -> tuple[tuple, int, float]:
