@@ -51,9 +51,16 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, nets: Nets):
         if noise > 0:
             x, _ = channels.input_noise_views(k_noise, x, noise)
         b = x.shape[0]
-        spk = nets.speaker.apply(speaker_params, x, k_spk, "sample")
+
+        # Tokens sampled without gradient, then scored with one: the same values as a
+        # differentiated sampling loop, and a cheaper gradient (networks.lstm_unroll).
+        def sampled(params):
+            tokens = nets.speaker.apply(jax.lax.stop_gradient(params), x, k_spk, "sample").tokens
+            return nets.speaker.apply(params, x, k_spk, "forced", tokens)
+
+        spk = sampled(speaker_params)
         if original_target:  # samples its own tokens with the online speaker's key
-            tgt = nets.speaker.apply(target_params, x, k_spk, "sample")
+            tgt = sampled(target_params)
         else:
             tgt = nets.speaker.apply(target_params, x, k_spk, "forced", spk.tokens)
         chan = channels.erasure(0.0, cfg.length)._replace(erase_p=channel_p)

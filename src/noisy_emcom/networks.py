@@ -29,11 +29,112 @@ class ListenerOutput(NamedTuple):
     value: jax.Array | None  # [B] RL value V_b (only when asked for)
 
 
+def _lstm_gates(w, b, x, h):
+    """hk.LSTM's gates from [x, h] @ w + b (order i, g, f, o; forget bias +1) as activations."""
+    gated = jnp.concatenate([x, h], axis=-1) @ w + b
+    i, g, f, o = jnp.split(gated, 4, axis=-1)
+    return jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f + 1), jax.nn.sigmoid(o)
+
+
+def lstm_step(w, b, x, state: hk.LSTMState) -> hk.LSTMState:
+    """One step of hk.LSTM: c' = f·c + i·g, h' = o·tanh(c'). x [B,I], w [I+H,4H], b [4H]."""
+    i, g, f, o = _lstm_gates(w, b, x, state.hidden)
+    c = f * state.cell + i * g
+    return hk.LSTMState(o * jnp.tanh(c), c)
+
+
+@jax.custom_vjp
+def lstm_unroll(w, b, xs, h0, c0):
+    """hk.LSTM over xs [T,B,I] from (h0, c0) [B,H] → hidden states [T,B,H] and (h_T, c_T).
+
+    Same forward as `hk.dynamic_unroll(hk.LSTM(H), ...)`. Its gradient is hand-written: the
+    reverse scan carries only δ_t = ∂J/∂(gate pre-activations) [B,4H] and ∂J/∂h_{t-1} = δ_t
+    W_hᵀ; ∂J/∂w = [x, h_prev]ᵀ δ over all T·B rows is one matmul after the scan, where
+    autodiff of a scan adds a [I+H,4H] outer product at every step.
+    """
+    hs, last, _ = _lstm_unroll_forward(w, b, xs, h0, c0)
+    return hs, last
+
+
+def _lstm_unroll_forward(w, b, xs, h0, c0):
+    def step(state, x):
+        i, g, f, o = _lstm_gates(w, b, x, state.hidden)
+        c = f * state.cell + i * g
+        tc = jnp.tanh(c)
+        new = hk.LSTMState(o * tc, c)
+        return new, (new.hidden, (state.hidden, state.cell, i, g, f, o, tc))
+
+    last, (hs, saved) = jax.lax.scan(step, hk.LSTMState(h0, c0), xs)
+    return hs, (last.hidden, last.cell), saved
+
+
+def _lstm_unroll_fwd(w, b, xs, h0, c0):
+    hs, last, saved = _lstm_unroll_forward(w, b, xs, h0, c0)
+    return (hs, last), (w, xs, saved)
+
+
+def _lstm_unroll_bwd(residuals, cotangents):
+    w, xs, saved = residuals
+    d_hs, (d_h_last, d_c_last) = cotangents
+    n_in = xs.shape[-1]
+    w_h = w[n_in:]
+
+    def step(carry, inputs):
+        d_h_next, d_c_next = carry
+        d_out, (_, c_prev, i, g, f, o, tc) = inputs
+        d_h = d_out + d_h_next
+        d_c = d_c_next + d_h * o * (1.0 - tc * tc)
+        delta = jnp.concatenate(
+            [
+                d_c * g * i * (1.0 - i),
+                d_c * i * (1.0 - g * g),
+                d_c * c_prev * f * (1.0 - f),
+                d_h * tc * o * (1.0 - o),
+            ],
+            axis=-1,
+        )
+        return (delta @ w_h.T, d_c * f), delta
+
+    (d_h0, d_c0), deltas = jax.lax.scan(step, (d_h_last, d_c_last), (d_hs, saved), reverse=True)
+    h_prev = saved[0]
+    rows = jnp.concatenate([xs, h_prev], axis=-1)  # [T,B,I+H]
+    d_w = rows.reshape(-1, rows.shape[-1]).T @ deltas.reshape(-1, deltas.shape[-1])
+    d_b = jnp.sum(deltas, axis=(0, 1))
+    d_xs = deltas @ w[:n_in].T
+    return d_w, d_b, d_xs, d_h0, d_c0
+
+
+lstm_unroll.defvjp(_lstm_unroll_fwd, _lstm_unroll_bwd)
+
+
+class _LinearParams(hk.Module):
+    """hk.Linear's parameters without applying them: w [I,O] ~ TruncatedNormal(1/√I), b = 0."""
+
+    def __call__(self, fan_in: int, fan_out: int):
+        init = hk.initializers.TruncatedNormal(1.0 / np.sqrt(fan_in))
+        w = hk.get_parameter("w", [fan_in, fan_out], jnp.float32, init)
+        return w, hk.get_parameter("b", [fan_out], jnp.float32, jnp.zeros)
+
+
+class LSTMParams(hk.Module):
+    """hk.LSTM's parameters, same names (`<name>/linear/w` [I+H,4H], `b` [4H]) and initialiser,
+    for `lstm_step` (token-by-token decoding) and `lstm_unroll` (a known input sequence)."""
+
+    def __init__(self, hidden_size: int, name: str = "core"):
+        super().__init__(name=name)
+        self.hidden_size = hidden_size
+
+    def __call__(self, input_size: int):
+        return _LinearParams(name="linear")(input_size + self.hidden_size, 4 * self.hidden_size)
+
+
 class Speaker(hk.Module):
     """x [B,D] → T tokens. h_0,c_0 = split(Linear(2H)(x)); e_t = Embed(a_{t-1}), a_0 = SOS = V.
 
-    The T steps are one `hk.scan` (token t sampled with key t of split(key, T)): XLA compiles
-    the step once instead of T unrolled copies.
+    `sample`/`greedy`: the T decoding steps are one `hk.scan` (token t sampled with key t of
+    split(key, T)), compiled once instead of T unrolled copies. `forced` scores given tokens
+    with `lstm_unroll` and the heads on all T steps at once: the training loss samples the
+    tokens (no gradient) and then scores them in this mode (docs/performance.md).
     """
 
     def __init__(self, vocab_size: int, length: int, embed_dim: int, lstm_size: int):
@@ -50,44 +151,45 @@ class Speaker(hk.Module):
         init = hk.Linear(2 * self.lstm_size, name="initial_state")(x)
         state = hk.LSTMState(hidden=init[:, : self.lstm_size], cell=init[:, self.lstm_size :])
         embed = hk.Embed(self.vocab_size + 1, self.embed_dim, name="token_embed")
-        core = hk.LSTM(self.lstm_size, name="core")
+        core = LSTMParams(self.lstm_size, name="core")
         policy = hk.Linear(self.vocab_size, name="policy")
         value = hk.Linear(1, name="value")
-        if mode == "sample":
-            keys = jax.random.split(key, self.length)
-        else:
-            keys = jnp.zeros((self.length,), jnp.int32)  # unused placeholder
-        forced = (
-            jnp.swapaxes(forced_tokens, 0, 1).astype(jnp.int32)
-            if mode == "forced"
-            else jnp.zeros((self.length, b), jnp.int32)
-        )
 
-        def step(carry, inputs):
-            prev, state = carry
-            key_t, forced_t = inputs
-            out, state = core(embed(prev), state)
-            logits = policy(out)
-            if mode == "sample":
-                token = jax.random.categorical(key_t, logits).astype(jnp.int32)
-            elif mode == "greedy":
-                token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
-            else:
-                token = forced_t
-            token = jax.lax.stop_gradient(token)
+        def emitted(logits, token, out):
+            """(token, log π(token), H(π), logits, value) of one or all steps."""
             log_pi = jax.nn.log_softmax(logits)
-            emitted = (
+            return (
                 token,
-                jnp.take_along_axis(log_pi, token[:, None], axis=-1)[:, 0],
+                jnp.take_along_axis(log_pi, token[..., None], axis=-1)[..., 0],
                 -jnp.sum(jnp.exp(log_pi) * log_pi, axis=-1),
                 logits,
-                value(out)[:, 0],
+                value(out)[..., 0],
             )
-            return (token, state), emitted
 
-        prev = jnp.full((b,), self.vocab_size, jnp.int32)
-        _, emitted = hk.scan(step, (prev, state), (keys, forced))
-        tokens, log_probs, entropies, logits, values = (jnp.swapaxes(z, 0, 1) for z in emitted)
+        if mode == "forced":
+            tokens = jnp.swapaxes(forced_tokens, 0, 1).astype(jnp.int32)  # [T,B]
+            sos = jnp.full((1, b), self.vocab_size, jnp.int32)
+            xs = embed(jnp.concatenate([sos, tokens[:-1]], axis=0))  # [T,B,E]
+            hs, _ = lstm_unroll(*core(self.embed_dim), xs, state.hidden, state.cell)
+            out = emitted(policy(hs), tokens, hs)
+        else:
+            keys = jax.random.split(key, self.length) if mode == "sample" else None
+
+            def step(carry, key_t):
+                prev, state = carry
+                x_t = embed(prev)  # before `core`: the parameters are created in hk.LSTM's order
+                state = lstm_step(*core(self.embed_dim), x_t, state)
+                logits = policy(state.hidden)
+                if mode == "sample":
+                    token = jax.random.categorical(key_t, logits).astype(jnp.int32)
+                else:
+                    token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+                token = jax.lax.stop_gradient(token)
+                return (token, state), emitted(logits, token, state.hidden)
+
+            prev = jnp.full((b,), self.vocab_size, jnp.int32)
+            _, out = hk.scan(step, (prev, state), keys, length=self.length)
+        tokens, log_probs, entropies, logits, values = (jnp.swapaxes(z, 0, 1) for z in out)
         return SpeakerOutput(tokens, log_probs, entropies, logits, values)
 
 
@@ -100,12 +202,11 @@ class MessageEncoder(hk.Module):
 
     def __call__(self, tokens):
         ids = jnp.minimum(tokens, self.vocab_size - 1)  # `alias`: unknown id V → V−1
-        emb = hk.Embed(self.vocab_size, self.embed_dim, name="token_embed")(ids)  # [B,T,E]
-        core = hk.LSTM(self.lstm_size, name="core")
-        out, _ = hk.dynamic_unroll(
-            core, jnp.swapaxes(emb, 0, 1), core.initial_state(tokens.shape[0])
-        )
-        return out[-1]
+        emb = hk.Embed(self.vocab_size, self.embed_dim, name="token_embed")(ids.T)  # [T,B,E]
+        zeros = jnp.zeros((tokens.shape[0], self.lstm_size), emb.dtype)
+        w, b = LSTMParams(self.lstm_size, name="core")(self.embed_dim)
+        hs, _ = lstm_unroll(w, b, emb, zeros, zeros)
+        return hs[-1]
 
 
 def same_patches(x, kernel: int, stride: int = 1):
