@@ -24,8 +24,8 @@ import time
 import numpy as np
 
 GAMES = (("lg_rlss", "imagenet"), ("lg_rlrl", "imagenet"), ("nlg_rlrl", "imagenet_0.5"))
-# Updates per dispatch: about a second of work each on a 2-core CPU.
-STEPS_PER_CALL = {16: 100, 64: 50, 256: 10, 1024: 2}
+# Updates per dispatch (the default config's 500 at B = 16): 3-5 s each on a 2-core CPU.
+STEPS_PER_CALL = {16: 500, 64: 200, 256: 50, 1024: 10}
 
 
 def matmul_flops(m: int, k: int, n: int) -> int:
@@ -90,7 +90,7 @@ def worker(preset: str, sweep: str, batch: int, dim: int, window: float, repeats
 
     from noisy_emcom import configs, train
 
-    per_call = STEPS_PER_CALL.get(batch, max(1, 1600 // batch))
+    per_call = STEPS_PER_CALL.get(batch, max(1, 8000 // batch))
     cfg = configs.get_config(
         preset,
         sweep,
