@@ -34,8 +34,8 @@ def main() -> None:
     jobs = stage_times(args.folder)
     table = jobs.groupby("stage")["seconds"].agg(jobs="count", total_s="sum", longest_s="max")
     table["total_s / cores"] = table["total_s"] / args.cores
-    table.loc["all"] = [len(jobs), jobs["seconds"].sum(), jobs["seconds"].max(), 0]
-    table.loc["all", "total_s / cores"] = table.loc["all", "total_s"] / args.cores
+    total = jobs["seconds"].sum()
+    table.loc["all"] = [len(jobs), total, jobs["seconds"].max(), total / args.cores]
     print(table.round(1).to_string())
 
 

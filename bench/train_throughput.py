@@ -135,14 +135,14 @@ def worker(preset: str, sweep: str, batch: int, dim: int, window: float, repeats
     chain = max(1, int(2e9 // (2 * matmul_flops(batch, rows, width))))
 
     @jax.jit
-    def matmuls(a):  # `chain` dependent pairs [B,R]@[R,4H]@[4H,R]; nothing to hoist
+    def matmuls(a, w_in, w_out):  # `chain` dependent pairs [B,R]@[R,4H]@[4H,R]; nothing to hoist
         return jax.lax.fori_loop(0, chain, lambda _, z: jnp.tanh((z @ w_in) @ w_out), a)
 
-    jax.block_until_ready(matmuls(a))
+    jax.block_until_ready(matmuls(a, w_in, w_out))
 
     def matmul_call() -> float:
         t0 = time.perf_counter()
-        jax.block_until_ready(matmuls(a))
+        jax.block_until_ready(matmuls(a, w_in, w_out))
         return time.perf_counter() - t0
 
     mm_windows = timed_windows(matmul_call, window, repeats)

@@ -29,18 +29,20 @@ class ListenerOutput(NamedTuple):
     value: jax.Array | None  # [B] RL value V_b (only when asked for)
 
 
-def _lstm_gates(w, b, x, h):
-    """hk.LSTM's gates from [x, h] @ w + b (order i, g, f, o; forget bias +1) as activations."""
-    gated = jnp.concatenate([x, h], axis=-1) @ w + b
+def _lstm_cell(w, b, x, state: hk.LSTMState):
+    """One step of hk.LSTM: gates i, g, f, o from [x, h] @ w + b (forget bias +1),
+    c' = f·c + i·g, h' = o·tanh(c') → (new state, (i, g, f, o, tanh c')) [B,H] each."""
+    gated = jnp.concatenate([x, state.hidden], axis=-1) @ w + b
     i, g, f, o = jnp.split(gated, 4, axis=-1)
-    return jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f + 1), jax.nn.sigmoid(o)
+    i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f + 1), jax.nn.sigmoid(o)
+    c = f * state.cell + i * g
+    tc = jnp.tanh(c)
+    return hk.LSTMState(o * tc, c), (i, g, f, o, tc)
 
 
 def lstm_step(w, b, x, state: hk.LSTMState) -> hk.LSTMState:
-    """One step of hk.LSTM: c' = f·c + i·g, h' = o·tanh(c'). x [B,I], w [I+H,4H], b [4H]."""
-    i, g, f, o = _lstm_gates(w, b, x, state.hidden)
-    c = f * state.cell + i * g
-    return hk.LSTMState(o * jnp.tanh(c), c)
+    """One step of hk.LSTM. x [B,I], w [I+H,4H], b [4H], state [B,H] each."""
+    return _lstm_cell(w, b, x, state)[0]
 
 
 @jax.custom_vjp
@@ -57,12 +59,11 @@ def lstm_unroll(w, b, xs, h0, c0):
 
 
 def _lstm_unroll_forward(w, b, xs, h0, c0):
+    """(hs, (h_T, c_T), per-step (c_{t-1}, i, g, f, o, tanh c_t) for the gradient)."""
+
     def step(state, x):
-        i, g, f, o = _lstm_gates(w, b, x, state.hidden)
-        c = f * state.cell + i * g
-        tc = jnp.tanh(c)
-        new = hk.LSTMState(o * tc, c)
-        return new, (new.hidden, (state.hidden, state.cell, i, g, f, o, tc))
+        new, gates = _lstm_cell(w, b, x, state)
+        return new, (new.hidden, (state.cell, *gates))
 
     last, (hs, saved) = jax.lax.scan(step, hk.LSTMState(h0, c0), xs)
     return hs, (last.hidden, last.cell), saved
@@ -70,18 +71,18 @@ def _lstm_unroll_forward(w, b, xs, h0, c0):
 
 def _lstm_unroll_fwd(w, b, xs, h0, c0):
     hs, last, saved = _lstm_unroll_forward(w, b, xs, h0, c0)
-    return (hs, last), (w, xs, saved)
+    return (hs, last), (w, xs, h0, hs, saved)
 
 
 def _lstm_unroll_bwd(residuals, cotangents):
-    w, xs, saved = residuals
+    w, xs, h0, hs, saved = residuals
     d_hs, (d_h_last, d_c_last) = cotangents
     n_in = xs.shape[-1]
     w_h = w[n_in:]
 
     def step(carry, inputs):
         d_h_next, d_c_next = carry
-        d_out, (_, c_prev, i, g, f, o, tc) = inputs
+        d_out, (c_prev, i, g, f, o, tc) = inputs
         d_h = d_out + d_h_next
         d_c = d_c_next + d_h * o * (1.0 - tc * tc)
         delta = jnp.concatenate(
@@ -96,7 +97,7 @@ def _lstm_unroll_bwd(residuals, cotangents):
         return (delta @ w_h.T, d_c * f), delta
 
     (d_h0, d_c0), deltas = jax.lax.scan(step, (d_h_last, d_c_last), (d_hs, saved), reverse=True)
-    h_prev = saved[0]
+    h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)  # h_{t-1} [T,B,H]
     rows = jnp.concatenate([xs, h_prev], axis=-1)  # [T,B,I+H]
     d_w = rows.reshape(-1, rows.shape[-1]).T @ deltas.reshape(-1, deltas.shape[-1])
     d_b = jnp.sum(deltas, axis=(0, 1))
