@@ -3,16 +3,14 @@
 matmul speed (docs/performance.md#training-speed).
 
     python bench/train_throughput.py [--batch-sizes 16 64 256 1024] [--window 10] [--repeats 3]
-                                     [--precision float32|bfloat16]
 
 Each (game, B) runs in its own process (so its peak memory is its own): compile, then
 `--repeats` windows of at least `--window` seconds of the training loop (`train.py`'s: batch
 indices, one dispatch of `steps_per_call` updates, statistics fetched and checked), then as
 many windows of a jitted chain of matmuls of the step's dominant shape (the listener LSTM's
-[B, E+H] @ [E+H, 4H], operands of the `--precision` type). Printed: steps/s and games/s
-(median, min–max), the analytic FLOPs of a step (`step_flops`), achieved FLOP/s, the matmul's
-FLOP/s and the ratio, peak resident memory, and the share of wall time spent outside compiled
-code (Python between dispatches).
+[B, E+H] @ [E+H, 4H]). Printed: steps/s and games/s (median, min–max), the analytic FLOPs of
+a step (`step_flops`), achieved FLOP/s, the matmul's FLOP/s and the ratio, peak resident
+memory, and the share of wall time spent outside compiled code (Python between dispatches).
 """
 
 import argparse
@@ -86,13 +84,11 @@ def timed_windows(run_once, window: float, repeats: int) -> list[tuple[float, fl
     return out
 
 
-def worker(
-    preset: str, sweep: str, batch: int, dim: int, window: float, repeats: int, precision: str
-) -> dict:
+def worker(preset: str, sweep: str, batch: int, dim: int, window: float, repeats: int) -> dict:
     import jax
     import jax.numpy as jnp
 
-    from noisy_emcom import configs, networks, train
+    from noisy_emcom import configs, train
 
     per_call = STEPS_PER_CALL.get(batch, max(1, 8000 // batch))
     cfg = configs.get_config(
@@ -104,7 +100,6 @@ def worker(
             "training_steps": 1000 * per_call,
             "log_every": 1000 * per_call,
             "checkpoint_every": 1000 * per_call,
-            "precision": precision,
         },
     )
     n = max(4 * batch, 4096)
@@ -138,14 +133,10 @@ def worker(
     w_in = jax.random.normal(jax.random.PRNGKey(0), (rows, width)) / np.sqrt(rows)
     w_out = jax.random.normal(jax.random.PRNGKey(1), (width, rows)) / np.sqrt(width)
     chain = max(1, int(2e9 // (2 * matmul_flops(batch, rows, width))))
-    dtype = networks.PRECISIONS[precision]
-
-    def pair(z):  # [B,R]@[R,4H]@[4H,R] as the networks compute it (`networks.matmul`)
-        return jnp.tanh(networks.matmul(networks.matmul(z, w_in, dtype), w_out, dtype))
 
     @jax.jit
-    def matmuls(a, w_in, w_out):  # `chain` dependent pairs; nothing to hoist
-        return jax.lax.fori_loop(0, chain, lambda _, z: pair(z), a)
+    def matmuls(a, w_in, w_out):  # `chain` dependent pairs [B,R]@[R,4H]@[4H,R]; nothing to hoist
+        return jax.lax.fori_loop(0, chain, lambda _, z: jnp.tanh((z @ w_in) @ w_out), a)
 
     jax.block_until_ready(matmuls(a, w_in, w_out))
 
@@ -158,7 +149,6 @@ def worker(
     return {
         "game": preset,
         "batch": batch,
-        "precision": precision,
         "steps_per_call": per_call,
         "startup_s": startup,
         "step_flops": step_flops(cfg, batch, dim),
@@ -184,24 +174,20 @@ def main() -> None:
     parser.add_argument("--games", nargs="+", default=[g for g, _ in GAMES])
     parser.add_argument("--window", type=float, default=10.0, help="seconds per timed window")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--precision", choices=("float32", "bfloat16"), default="float32")
     parser.add_argument("--json", help="also write every measurement to this file")
     parser.add_argument("--worker", nargs=2, metavar=("GAME", "B"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     sweeps = dict(GAMES)
     if args.worker:
         game, batch = args.worker[0], int(args.worker[1])
-        result = worker(
-            game, sweeps[game], batch, args.dim, args.window, args.repeats, args.precision
-        )
+        result = worker(game, sweeps[game], batch, args.dim, args.window, args.repeats)
         print(json.dumps(result))
         return
     import jax
 
     print(
         f"device: {jax.devices()[0].device_kind}; D = {args.dim}, speaker LSTM 256, listener "
-        f"LSTM 512; {args.precision} matmuls; {args.repeats} windows of ≥ {args.window:g} s; "
-        "median [min–max]"
+        f"LSTM 512; {args.repeats} windows of ≥ {args.window:g} s; median [min–max]"
     )
     header = (
         f"{'game':9s} {'B':>5s} {'steps/s':>22s} {'games/s':>8s} {'GFLOP/step':>10s} "
@@ -214,7 +200,6 @@ def main() -> None:
         for batch in args.batch_sizes:
             cmd = [sys.executable, __file__, "--worker", game, str(batch), "--dim", str(args.dim)]
             cmd += ["--window", str(args.window), "--repeats", str(args.repeats)]
-            cmd += ["--precision", args.precision]
             done = subprocess.run(cmd, capture_output=True, text=True)
             if done.returncode:
                 sys.exit(f"{game} B = {batch} failed:\n{done.stderr[-2000:]}")

@@ -25,7 +25,6 @@ BAD_CONFIGS = [
     ("train.overrides.vocab_size", 20.5, "train.overrides.vocab_size"),
     ("train.overrides.vocab_size", 100_000_000, "train.overrides.vocab_size"),
     ("train.overrides.length", 0, "train.overrides.length"),
-    ("train.overrides.precision", "float16", "train.overrides.precision"),
     ("train.overrides.speaker.optimizer.learning_rate", "fast", "learning_rate"),
     ("train.overrides.speaker.lstm_sise", 16, "did you mean 'speaker.lstm_size'"),
     ("train.overrides.steps_per_call", 0, "train.overrides.steps_per_call"),

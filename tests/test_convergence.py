@@ -34,18 +34,12 @@ def test_study_runs_resumes_and_reports(tmp_path):
         dataset=str(tmp_path / "blobs.npz"),
         jobs=2,
         main_groups=["b8"],
-        comparisons=[{"a": "b8_bfloat16", "b": "b8", "margin": 0.05}],
         eval={"every": 100, "batch_sizes": [8, 16], "erasure_p": 0.5, "epochs": 1, "seed": 0},
         groups={
             "b8": {
                 "games": ["nlg"],
                 "seeds": [0, 1],
                 "overrides": {"batch_size": 8, "training_steps": 200},
-            },
-            "b8_bfloat16": {
-                "games": ["nlg"],
-                "seeds": [0, 1],
-                "overrides": {"batch_size": 8, "training_steps": 200, "precision": "bfloat16"},
             },
             "original_target": {
                 "games": ["lg_rl"],
@@ -62,24 +56,11 @@ def test_study_runs_resumes_and_reports(tmp_path):
     assert res.returncode == 0, res.stdout + res.stderr
     out = tmp_path / "study"
     curves = pd.read_csv(out / "convergence.csv")
-    # 2 evaluations × 2 K × (identity, erasure) per run; 5 runs.
-    assert len(curves) == 5 * 2 * 2 * 2
+    # 2 evaluations × 2 K × (identity, erasure) per run; 3 runs.
+    assert len(curves) == 3 * 2 * 2 * 2
     assert set(curves["step"]) == {100, 200} and curves["accuracy"].between(0, 1).all()
     table = (out / "convergence.md").read_text()
     assert "| b8 | NLG | 8 | identity | 2 | 200 |" in table
-    # bfloat16 and float32 runs differ; one TOST comparison per (K, channel), from their curves.
-    final = curves[curves["step"] == 200].set_index(["group", "seed", "eval_batch_size", "channel"])
-    assert not np.array_equal(
-        final.loc["b8_bfloat16", "accuracy"].to_numpy(), final.loc["b8", "accuracy"].to_numpy()
-    )
-    compared = pd.read_csv(out / "comparisons.csv")
-    assert len(compared) == 4 and set(compared["seeds"]) == {"2/2"}
-    for row in compared.itertuples():
-        a = final.loc["b8_bfloat16"].xs((row.eval_batch_size, row.channel), level=[1, 2])
-        b = final.loc["b8"].xs((row.eval_batch_size, row.channel), level=[1, 2])
-        assert row.diff == pytest.approx(a["accuracy"].mean() - b["accuracy"].mean())
-        assert row.verdict in ("supported", "contradicted", "undecided (needs more seeds)")
-    assert "| b8_bfloat16 vs b8 | NLG | 8 | identity | 2/2 |" in table
     assert (out / "convergence.png").stat().st_size > 0
     assert (out / "convergence_variants.png").stat().st_size > 0
     # A second call trains nothing and writes the same curves.

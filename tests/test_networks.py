@@ -178,10 +178,10 @@ def _haiku_lstm_unroll(hidden):
     return hk.without_apply_rng(hk.transform(forward))
 
 
-def _our_lstm_unroll(hidden, dtype=jnp.float32):
+def _our_lstm_unroll(hidden):
     def forward(xs, h0, c0):
         w, b = networks.LSTMParams(hidden, name="core")(xs.shape[-1])
-        hs, (h, c) = networks.lstm_unroll(w, b, xs, h0, c0, dtype)
+        hs, (h, c) = networks.lstm_unroll(w, b, xs, h0, c0)
         return hs, hk.LSTMState(h, c)
 
     return hk.without_apply_rng(hk.transform(forward))
@@ -237,100 +237,3 @@ def test_lstm_gradient_is_bitwise_reproducible():
     second = jax.jit(jax.grad(loss))(params)
     for a, r in zip(leaves(first), leaves(second), strict=True):
         assert np.array_equal(a, r)
-
-
-def test_linear_and_mlp_are_haiku_layers():
-    """networks.Linear / MLP in float32: hk.Linear's / hk.nets.MLP's parameter names, initial
-    values and outputs, bit for bit."""
-
-    def net(linear, mlp):
-        def forward(x):
-            return mlp(linear(x))
-
-        return hk.without_apply_rng(hk.transform(forward))
-
-    ours = net(
-        lambda x: networks.Linear(6, name="proj")(x),
-        lambda x: networks.MLP((5, 1), name="value")(x),
-    )
-    ref = net(
-        lambda x: hk.Linear(6, name="proj")(x), lambda x: hk.nets.MLP((5, 1), name="value")(x)
-    )
-    x = jax.random.normal(KEY, (4, 3))
-    params, ref_params = ours.init(KEY, x), ref.init(KEY, x)
-    assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(ref_params)
-    assert "value/~/linear_1" in params
-    for a, r in zip(leaves(params), leaves(ref_params), strict=True):
-        assert np.array_equal(a, r)
-    params = jax.tree.map(lambda p: p + 0.1, params)  # non-zero biases
-    assert np.array_equal(ours.apply(params, x), ref.apply(params, x))
-
-
-def _round(a):
-    return np.asarray(jnp.asarray(a).astype(jnp.bfloat16).astype(jnp.float32), np.float64)
-
-
-def test_bfloat16_matmul_rounds_operands_and_accumulates_in_float32():
-    """matmul(a, b, bfloat16) = (rounded a)(rounded b) summed in float32 (a product of two
-    bfloat16 numbers is exact in float32), and so are both gradient matmuls, with the
-    cotangent rounded; float32 is plain a @ b."""
-    ks = jax.random.split(KEY, 3)
-    a, b = jax.random.normal(ks[0], (2, 3, 40)), jax.random.normal(ks[1], (40, 7))
-    g = jax.random.normal(ks[2], (2, 3, 7))
-    assert np.array_equal(networks.matmul(a, b), a @ b)
-    out = networks.matmul(a, b, jnp.bfloat16)
-    assert out.dtype == jnp.float32
-    np.testing.assert_allclose(out, _round(a) @ _round(b), rtol=1e-5, atol=1e-5)
-    assert np.max(np.abs(np.asarray(out) - np.asarray(a @ b))) > 1e-3  # really rounded
-    d_a, d_b = jax.grad(lambda a, b: jnp.sum(g * networks.matmul(a, b, jnp.bfloat16)), (0, 1))(a, b)
-    np.testing.assert_allclose(d_a, _round(g) @ _round(b).T, rtol=1e-5, atol=1e-5)
-    rows = _round(a).reshape(-1, 40)
-    np.testing.assert_allclose(d_b, rows.T @ _round(g).reshape(-1, 7), rtol=1e-5, atol=1e-5)
-
-
-def test_lstm_bfloat16_gradient_matches_autodiff():
-    """lstm_unroll with bfloat16 matmuls: the forward of a scan of `lstm_step` with the same
-    rounding, bit for bit, and its hand-written gradient equals autodiff of that scan (whose
-    matmuls round the same operands) up to the order of float32 sums; both differ from
-    float32 by the rounding only."""
-    t, b, n_in, hidden = 6, 5, 3, 8
-    ks = jax.random.split(KEY, 4)
-    xs = jax.random.normal(ks[0], (t, b, n_in))
-    h0, c0 = (jax.random.normal(k, (b, hidden)) for k in ks[1:3])
-
-    def reference(xs, h0, c0):
-        w, bias = networks.LSTMParams(hidden, name="core")(n_in)
-
-        def step(state, x):
-            state = networks.lstm_step(w, bias, x, state, jnp.bfloat16)
-            return state, state.hidden
-
-        last, hs = jax.lax.scan(step, hk.LSTMState(h0, c0), xs)
-        return hs, last
-
-    ref, ours = (
-        hk.without_apply_rng(hk.transform(reference)),
-        _our_lstm_unroll(hidden, jnp.bfloat16),
-    )
-    params = ref.init(ks[3], xs, h0, c0)
-    params = {"core/linear": {**params["core/linear"], "b": jax.random.normal(ks[3], (32,))}}
-    hs, hs_ref = ours.apply(params, xs, h0, c0)[0], ref.apply(params, xs, h0, c0)[0]
-    assert np.array_equal(hs, hs_ref)
-    hs_f32 = _our_lstm_unroll(hidden).apply(params, xs, h0, c0)[0]
-    assert 1e-4 < float(jnp.max(jnp.abs(hs - hs_f32))) < 0.1
-
-    weights = jax.random.normal(ks[2], (t, b, hidden))
-
-    def objective(net):
-        def f(params, xs, h0, c0):
-            hs, last = net.apply(params, xs, h0, c0)
-            return jnp.sum(weights * hs) + jnp.sum(last.hidden**2) + jnp.sum(jnp.sin(last.cell))
-
-        return jax.grad(f, argnums=(0, 1, 2, 3))
-
-    # Sums in another order can move a float32 value across a bfloat16 rounding boundary: one
-    # flipped operand (relative 2^-8) changes a gradient entry by about 1e-3 at these sizes.
-    g, g_ref = objective(ours)(params, xs, h0, c0), objective(ref)(params, xs, h0, c0)
-    for a, r in zip(leaves(g), leaves(g_ref), strict=True):
-        assert float(jnp.max(jnp.abs(r))) > 1e-3
-        np.testing.assert_allclose(a, r, rtol=1e-2, atol=1e-2)

@@ -117,32 +117,6 @@ def test_checkpoint_of_another_config_is_refused(tmp_path):
     assert checkpoint.periodic_path(tmp_path / "r", 2).exists()  # nothing lost
 
 
-def test_bfloat16_run_resumes_bitwise_and_keeps_float32_state(tmp_path):
-    """`precision: bfloat16` changes the trajectory, not the state's types, and resumes bit
-    for bit; a config written before the field reads as float32."""
-    kw = dict(training_steps=6, steps_per_call=2, log_every=2, checkpoint_every=2)
-    cfg = small_config("nlg_rlrl", "debug_0.5", precision="bfloat16", **kw)
-    full = run(tmp_path, "full", cfg)
-    run(tmp_path, "part", cfg, stop_at_step=4)
-    resumed = run(tmp_path, "part", cfg)
-    assert resumed.resumed_from == 4
-    for a, b in zip(leaves(full.state), leaves(resumed.state), strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert {a.dtype for a in leaves(full.state.speaker) + leaves(full.state.listener)} == {
-        np.dtype(np.float32)
-    }
-    plain = run(tmp_path, "f32", small_config("nlg_rlrl", "debug_0.5", **kw))
-    assert not np.array_equal(leaves(plain.state.listener)[0], leaves(full.state.listener)[0])
-
-    older = configs.from_json(configs.to_json(plain_cfg := small_config("lg_rlrl")))
-    del older["precision"]
-    configs.validate(older)
-    assert train.config_differences(older, plain_cfg) == []
-    assert train.config_differences(older, small_config("lg_rlrl", precision="bfloat16")) == [
-        "precision"
-    ]
-
-
 def test_checkpoint_holds_everything_needed(tmp_path):
     cfg = small_config(
         "nlg_rlrl",

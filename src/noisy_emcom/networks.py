@@ -5,7 +5,6 @@ Shapes: B senders/games, K candidates, T message length, V vocabulary, D feature
 
 from __future__ import annotations
 
-import functools
 from typing import NamedTuple
 
 import haiku as hk
@@ -15,8 +14,6 @@ import ml_collections
 import numpy as np
 
 MODES = ("sample", "greedy", "forced")
-# `precision` config field → the operand type of the networks' matmuls (docs/performance.md).
-PRECISIONS = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 class SpeakerOutput(NamedTuple):
@@ -32,49 +29,10 @@ class ListenerOutput(NamedTuple):
     value: jax.Array | None  # [B] RL value V_b (only when asked for)
 
 
-def compute_dtype(cfg: ml_collections.ConfigDict):
-    """Matmul operand type of a game config (configs written before the field: float32)."""
-    return PRECISIONS[cfg.get("precision", "float32")]
-
-
-def matmul(a, b, dtype=jnp.float32):
-    """a [..., K] @ b [K, N] in float32. With dtype bfloat16 the operands are rounded to
-    bfloat16 and the products accumulated in float32, in the gradient's matmuls too; with
-    float32 it is exactly `a @ b`."""
-    if dtype == jnp.float32:
-        return a @ b
-    return _rounded_matmul(a, b, dtype)
-
-
-def _dot(a, b):
-    return jnp.matmul(a, b, preferred_element_type=jnp.float32)
-
-
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _rounded_matmul(a, b, dtype):
-    return _dot(a.astype(dtype), b.astype(dtype))
-
-
-def _rounded_matmul_fwd(a, b, dtype):
-    a, b = a.astype(dtype), b.astype(dtype)  # saved rounded: half the memory
-    return _dot(a, b), (a, b)
-
-
-def _rounded_matmul_bwd(dtype, residuals, g):
-    """∂a = g bᵀ, ∂b = aᵀ g over all leading rows, both with rounded operands."""
-    a, b = residuals
-    g = g.astype(dtype)
-    d_b = _dot(a.reshape(-1, a.shape[-1]).T, g.reshape(-1, g.shape[-1]))
-    return _dot(g, b.T), d_b
-
-
-_rounded_matmul.defvjp(_rounded_matmul_fwd, _rounded_matmul_bwd)
-
-
-def _lstm_cell(w, b, x, state: hk.LSTMState, dtype=jnp.float32):
+def _lstm_cell(w, b, x, state: hk.LSTMState):
     """One step of hk.LSTM: gates i, g, f, o from [x, h] @ w + b (forget bias +1),
     c' = f·c + i·g, h' = o·tanh(c') → (new state, (i, g, f, o, tanh c')) [B,H] each."""
-    gated = matmul(jnp.concatenate([x, state.hidden], axis=-1), w, dtype) + b
+    gated = jnp.concatenate([x, state.hidden], axis=-1) @ w + b
     i, g, f, o = jnp.split(gated, 4, axis=-1)
     i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f + 1), jax.nn.sigmoid(o)
     c = f * state.cell + i * g
@@ -82,47 +40,44 @@ def _lstm_cell(w, b, x, state: hk.LSTMState, dtype=jnp.float32):
     return hk.LSTMState(o * tc, c), (i, g, f, o, tc)
 
 
-def lstm_step(w, b, x, state: hk.LSTMState, dtype=jnp.float32) -> hk.LSTMState:
+def lstm_step(w, b, x, state: hk.LSTMState) -> hk.LSTMState:
     """One step of hk.LSTM. x [B,I], w [I+H,4H], b [4H], state [B,H] each."""
-    return _lstm_cell(w, b, x, state, dtype)[0]
+    return _lstm_cell(w, b, x, state)[0]
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(5,))
-def lstm_unroll(w, b, xs, h0, c0, dtype):
-    """hk.LSTM over xs [T,B,I] from (h0, c0) [B,H] → hidden states [T,B,H] and (h_T, c_T);
-    every matmul (forward and gradient) with operands of type `dtype` (see `matmul`).
+@jax.custom_vjp
+def lstm_unroll(w, b, xs, h0, c0):
+    """hk.LSTM over xs [T,B,I] from (h0, c0) [B,H] → hidden states [T,B,H] and (h_T, c_T).
 
     Same forward as `hk.dynamic_unroll(hk.LSTM(H), ...)`. Its gradient is hand-written: the
     reverse scan carries only δ_t = ∂J/∂(gate pre-activations) [B,4H] and ∂J/∂h_{t-1} = δ_t
     W_hᵀ; ∂J/∂w = [x, h_prev]ᵀ δ over all T·B rows is one matmul after the scan, where
     autodiff of a scan adds a [I+H,4H] outer product at every step.
     """
-    hs, last, _ = _lstm_unroll_forward(w, b, xs, h0, c0, dtype)
+    hs, last, _ = _lstm_unroll_forward(w, b, xs, h0, c0)
     return hs, last
 
 
-def _lstm_unroll_forward(w, b, xs, h0, c0, dtype):
+def _lstm_unroll_forward(w, b, xs, h0, c0):
     """(hs, (h_T, c_T), per-step (c_{t-1}, i, g, f, o, tanh c_t) for the gradient)."""
-    w = w.astype(dtype)  # rounded once, not at every step (a no-op in float32)
 
     def step(state, x):
-        new, gates = _lstm_cell(w, b, x, state, dtype)
+        new, gates = _lstm_cell(w, b, x, state)
         return new, (new.hidden, (state.cell, *gates))
 
     last, (hs, saved) = jax.lax.scan(step, hk.LSTMState(h0, c0), xs)
     return hs, (last.hidden, last.cell), saved
 
 
-def _lstm_unroll_fwd(w, b, xs, h0, c0, dtype):
-    hs, last, saved = _lstm_unroll_forward(w, b, xs, h0, c0, dtype)
+def _lstm_unroll_fwd(w, b, xs, h0, c0):
+    hs, last, saved = _lstm_unroll_forward(w, b, xs, h0, c0)
     return (hs, last), (w, xs, h0, hs, saved)
 
 
-def _lstm_unroll_bwd(dtype, residuals, cotangents):
+def _lstm_unroll_bwd(residuals, cotangents):
     w, xs, h0, hs, saved = residuals
     d_hs, (d_h_last, d_c_last) = cotangents
     n_in = xs.shape[-1]
-    w = w.astype(dtype)  # rounded once (a no-op in float32)
     w_h = w[n_in:]
 
     def step(carry, inputs):
@@ -139,57 +94,27 @@ def _lstm_unroll_bwd(dtype, residuals, cotangents):
             ],
             axis=-1,
         )
-        return (matmul(delta, w_h.T, dtype), d_c * f), delta
+        return (delta @ w_h.T, d_c * f), delta
 
     (d_h0, d_c0), deltas = jax.lax.scan(step, (d_h_last, d_c_last), (d_hs, saved), reverse=True)
     h_prev = jnp.concatenate([h0[None], hs[:-1]], axis=0)  # h_{t-1} [T,B,H]
     rows = jnp.concatenate([xs, h_prev], axis=-1)  # [T,B,I+H]
-    d_w = matmul(rows.reshape(-1, rows.shape[-1]).T, deltas.reshape(-1, deltas.shape[-1]), dtype)
+    d_w = rows.reshape(-1, rows.shape[-1]).T @ deltas.reshape(-1, deltas.shape[-1])
     d_b = jnp.sum(deltas, axis=(0, 1))
-    d_xs = matmul(deltas, w[:n_in].T, dtype)
+    d_xs = deltas @ w[:n_in].T
     return d_w, d_b, d_xs, d_h0, d_c0
 
 
 lstm_unroll.defvjp(_lstm_unroll_fwd, _lstm_unroll_bwd)
 
 
-def _linear_params(fan_in: int, fan_out: int):
-    """hk.Linear's parameters in the current module: w [I,O] ~ TruncatedNormal(1/√I), b = 0."""
-    init = hk.initializers.TruncatedNormal(1.0 / np.sqrt(fan_in))
-    w = hk.get_parameter("w", [fan_in, fan_out], jnp.float32, init)
-    return w, hk.get_parameter("b", [fan_out], jnp.float32, jnp.zeros)
-
-
 class _LinearParams(hk.Module):
-    """hk.Linear's parameters without applying them."""
+    """hk.Linear's parameters without applying them: w [I,O] ~ TruncatedNormal(1/√I), b = 0."""
 
     def __call__(self, fan_in: int, fan_out: int):
-        return _linear_params(fan_in, fan_out)
-
-
-class Linear(hk.Module):
-    """hk.Linear (same parameters and initialiser): x [..., I] → `matmul`(x, w, dtype) + b."""
-
-    def __init__(self, output_size: int, dtype=jnp.float32, name: str | None = None):
-        super().__init__(name=name)
-        self.output_size, self.dtype = output_size, dtype
-
-    def __call__(self, x):
-        w, b = _linear_params(x.shape[-1], self.output_size)
-        return matmul(x, w, self.dtype) + b
-
-
-class MLP(hk.Module):
-    """hk.nets.MLP (ReLU between layers, parameters `<name>/~/linear_<i>`) with `Linear`."""
-
-    def __init__(self, output_sizes, dtype=jnp.float32, name: str | None = None):
-        super().__init__(name=name)
-        self.layers = [Linear(n, dtype, name=f"linear_{i}") for i, n in enumerate(output_sizes)]
-
-    def __call__(self, x):
-        for layer in self.layers[:-1]:
-            x = jax.nn.relu(layer(x))
-        return self.layers[-1](x)
+        init = hk.initializers.TruncatedNormal(1.0 / np.sqrt(fan_in))
+        w = hk.get_parameter("w", [fan_in, fan_out], jnp.float32, init)
+        return w, hk.get_parameter("b", [fan_out], jnp.float32, jnp.zeros)
 
 
 class LSTMParams(hk.Module):
@@ -213,10 +138,10 @@ class Speaker(hk.Module):
     tokens (no gradient) and then scores them in this mode (docs/performance.md).
     """
 
-    def __init__(self, vocab_size: int, length: int, embed_dim: int, lstm_size: int, dtype):
+    def __init__(self, vocab_size: int, length: int, embed_dim: int, lstm_size: int):
         super().__init__(name="speaker")
         self.vocab_size, self.length = vocab_size, length
-        self.embed_dim, self.lstm_size, self.dtype = embed_dim, lstm_size, dtype
+        self.embed_dim, self.lstm_size = embed_dim, lstm_size
 
     def __call__(self, x, key, mode: str, forced_tokens=None) -> SpeakerOutput:
         if mode not in MODES:
@@ -224,12 +149,12 @@ class Speaker(hk.Module):
         if mode == "forced" and forced_tokens is None:
             raise ValueError("speaker mode 'forced' needs forced_tokens [B,T]")
         b = x.shape[0]
-        init = Linear(2 * self.lstm_size, self.dtype, name="initial_state")(x)
+        init = hk.Linear(2 * self.lstm_size, name="initial_state")(x)
         state = hk.LSTMState(hidden=init[:, : self.lstm_size], cell=init[:, self.lstm_size :])
         embed = hk.Embed(self.vocab_size + 1, self.embed_dim, name="token_embed")
         core = LSTMParams(self.lstm_size, name="core")
-        policy = Linear(self.vocab_size, self.dtype, name="policy")
-        value = Linear(1, self.dtype, name="value")
+        policy = hk.Linear(self.vocab_size, name="policy")
+        value = hk.Linear(1, name="value")
 
         def emitted(logits, token, out):
             """(token, log π(token), H(π), logits, value) of one or all steps."""
@@ -246,7 +171,7 @@ class Speaker(hk.Module):
             tokens = jnp.swapaxes(forced_tokens, 0, 1).astype(jnp.int32)  # [T,B]
             sos = jnp.full((1, b), self.vocab_size, jnp.int32)
             xs = embed(jnp.concatenate([sos, tokens[:-1]], axis=0))  # [T,B,E]
-            hs, _ = lstm_unroll(*core(self.embed_dim), xs, state.hidden, state.cell, self.dtype)
+            hs, _ = lstm_unroll(*core(self.embed_dim), xs, state.hidden, state.cell)
             out = emitted(policy(hs), tokens, hs)
         else:
             keys = jax.random.split(key, self.length) if mode == "sample" else None
@@ -254,7 +179,7 @@ class Speaker(hk.Module):
             def step(carry, key_t):
                 prev, state = carry
                 x_t = embed(prev)  # before `core`: the parameters are created in hk.LSTM's order
-                state = lstm_step(*core(self.embed_dim), x_t, state, self.dtype)
+                state = lstm_step(*core(self.embed_dim), x_t, state)
                 logits = policy(state.hidden)
                 if mode == "sample":
                     token = jax.random.categorical(key_t, logits).astype(jnp.int32)
@@ -272,17 +197,16 @@ class Speaker(hk.Module):
 class MessageEncoder(hk.Module):
     """Received tokens [B,T] → last LSTM output h [B,H]. Ids ≥ vocab are aliased to vocab − 1."""
 
-    def __init__(self, vocab_size, embed_dim, lstm_size, dtype, name="message_encoder"):
+    def __init__(self, vocab_size: int, embed_dim: int, lstm_size: int, name="message_encoder"):
         super().__init__(name=name)
         self.vocab_size, self.embed_dim, self.lstm_size = vocab_size, embed_dim, lstm_size
-        self.dtype = dtype
 
     def __call__(self, tokens):
         ids = jnp.minimum(tokens, self.vocab_size - 1)  # `alias`: unknown id V → V−1
         emb = hk.Embed(self.vocab_size, self.embed_dim, name="token_embed")(ids.T)  # [T,B,E]
         zeros = jnp.zeros((tokens.shape[0], self.lstm_size), emb.dtype)
         w, b = LSTMParams(self.lstm_size, name="core")(self.embed_dim)
-        hs, _ = lstm_unroll(w, b, emb, zeros, zeros, self.dtype)
+        hs, _ = lstm_unroll(w, b, emb, zeros, zeros)
         return hs[-1]
 
 
@@ -366,41 +290,34 @@ class UpsampleConv2D(hk.Module):
         return y.reshape(b, 2 * h, 2 * w_, self.channels)
 
 
-def cosine_scores(p, z, dtype=jnp.float32):
-    """S[b,j] = −‖p̂_b − ẑ_j‖², û = u·max(‖u‖², 1e-12)^(−½). p [B,H], z [K,H] → [B,K];
-    p̂·ẑᵀ by `matmul` with operands of `dtype`."""
+def cosine_scores(p, z):
+    """S[b,j] = −‖p̂_b − ẑ_j‖², û = u·max(‖u‖², 1e-12)^(−½). p [B,H], z [K,H] → [B,K]."""
 
     def normalise(u):
         return u * jax.lax.rsqrt(jnp.maximum(jnp.sum(u * u, axis=-1, keepdims=True), 1e-12))
 
     p_hat, z_hat = normalise(p), normalise(z)
-    sq = (
-        jnp.sum(p_hat**2, -1)[:, None]
-        + jnp.sum(z_hat**2, -1)[None, :]
-        - matmul(2.0 * p_hat, z_hat.T, dtype)
-    )
+    sq = jnp.sum(p_hat**2, -1)[:, None] + jnp.sum(z_hat**2, -1)[None, :] - 2.0 * p_hat @ z_hat.T
     return -sq
 
 
 class Listener(hk.Module):
     """Message encoder + head. `cpc`: S = −‖p̂−ẑ‖²; `rl`: L = m·c and a value MLP on L's rows."""
 
-    def __init__(self, cfg: ml_collections.ConfigDict, vocab_size: int, batch_size: int, dtype):
+    def __init__(self, cfg: ml_collections.ConfigDict, vocab_size: int, batch_size: int):
         super().__init__(name="listener")
         self.cfg, self.vocab_size, self.batch_size = cfg, vocab_size, batch_size
-        self.dtype = dtype
 
     def __call__(self, tokens, candidates, compute_value: bool = False) -> ListenerOutput:
         c = self.cfg
-        dtype = self.dtype
-        h = MessageEncoder(self.vocab_size, c.embed_dim, c.lstm_size, dtype)(tokens)
-        msg = jnp.tanh(Linear(c.hidden, dtype, name="message_proj")(h))
-        cand = jnp.tanh(Linear(c.hidden, dtype, name="candidate_proj")(candidates))
+        h = MessageEncoder(self.vocab_size, c.embed_dim, c.lstm_size)(tokens)
+        msg = jnp.tanh(hk.Linear(c.hidden, name="message_proj")(h))
+        cand = jnp.tanh(hk.Linear(c.hidden, name="candidate_proj")(candidates))
         if c.type == "cpc":
-            return ListenerOutput(cosine_scores(msg, cand, dtype), None)
+            return ListenerOutput(cosine_scores(msg, cand), None)
         if c.type != "rl":
             raise ValueError(f"listener.type must be cpc|rl, got {c.type!r}")
-        scores = matmul(msg, cand.T, dtype)
+        scores = msg @ cand.T
         value = None
         if compute_value:
             if scores.shape[1] != self.batch_size:
@@ -408,19 +325,18 @@ class Listener(hk.Module):
                     f"the RL value head needs K = batch_size = {self.batch_size} candidates, "
                     f"got {scores.shape[1]}"
                 )
-            value = MLP((*c.value_hidden, 1), dtype, name="value")(scores)[:, 0]
+            value = hk.nets.MLP((*c.value_hidden, 1), name="value")(scores)[:, 0]
         return ListenerOutput(scores, value)
 
 
 def make_speaker(cfg: ml_collections.ConfigDict) -> hk.Transformed:
     """apply(params, x[B,D], key, mode, forced_tokens=None) → SpeakerOutput."""
 
-    dtype = compute_dtype(cfg)
-
     def forward(x, key, mode="sample", forced_tokens=None):
         s = cfg.speaker
-        speaker = Speaker(cfg.vocab_size, cfg.length, s.embed_dim, s.lstm_size, dtype)
-        return speaker(x, key, mode, forced_tokens)
+        return Speaker(cfg.vocab_size, cfg.length, s.embed_dim, s.lstm_size)(
+            x, key, mode, forced_tokens
+        )
 
     return hk.without_apply_rng(hk.transform(forward))
 
@@ -428,11 +344,9 @@ def make_speaker(cfg: ml_collections.ConfigDict) -> hk.Transformed:
 def make_listener(cfg: ml_collections.ConfigDict, vocab_size: int | None = None) -> hk.Transformed:
     """apply(params, tokens[B,T], candidates[K,D], compute_value=False) → ListenerOutput."""
     vocab = vocab_size or cfg.listener.vocab_size
-    dtype = compute_dtype(cfg)
 
     def forward(tokens, candidates, compute_value=False):
-        listener = Listener(cfg.listener, vocab, cfg.batch_size, dtype)
-        return listener(tokens, candidates, compute_value)
+        return Listener(cfg.listener, vocab, cfg.batch_size)(tokens, candidates, compute_value)
 
     return hk.without_apply_rng(hk.transform(forward))
 

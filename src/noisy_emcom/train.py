@@ -242,7 +242,7 @@ def config_differences(saved: ml_collections.ConfigDict, cfg: ml_collections.Con
                 out[f"{prefix}{key}"] = value
         return out
 
-    a, b = flat({"precision": "float32", **saved.to_dict()}), flat(cfg.to_dict())  # see validate
+    a, b = flat(saved.to_dict()), flat(cfg.to_dict())
     ignored = ("eval.", "etl.", "dataset.data_dir")
     keys = sorted(k for k in set(a) | set(b) if not k.startswith(ignored))
     return [k for k in keys if a.get(k) != b.get(k)]

@@ -107,9 +107,6 @@ def game_config(experiment: str, dataset: str, p_max: float) -> ml_collections.C
             "batch_size": 1024,
             "vocab_size": 20,
             "length": 10,
-            # Matmul operands: float32, or bfloat16 with float32 accumulation (opt-in,
-            # docs/performance.md#bfloat16-matmuls); parameters and optimiser stay float32.
-            "precision": "float32",
             "training_steps": 750_000,
             "steps_per_call": 1000,
             "log_every": 1000,

@@ -135,7 +135,6 @@ GAME = _obj(
     batch_size=_int(2, MAX_BATCH),
     vocab_size=_int(2, MAX_VOCAB),
     length=_int(1, MAX_LENGTH),
-    precision=_enum("float32", "bfloat16"),
     **SCHEDULE,
     speaker=_obj(
         embed_dim=WIDTH,
@@ -166,7 +165,6 @@ GAME = _obj(
     ),
     eval=EVAL,
 )
-GAME["required"].remove("precision")  # runs written before the field: float32
 
 ETL = _obj(
     experiment=_enum("etl"),

@@ -8,10 +8,6 @@ convergence.md (the summary table) and convergence.png (the curves).
 Plateau measure of one curve a(s) (seed mean at each evaluated step s, T the last step):
 gain over the last fifth = a(T) − a(s'), s' the last evaluated step ≤ 0.8·T; and the
 plateau step = the first s from which every later seed mean is within 0.01 of a(T).
-
-Comparisons (the study's `comparisons`: groups a, b and a margin δ): for each (game, K,
-channel), the final accuracies of a's seeds against b's, equivalence within δ by two one-sided
-Welch t-tests (`stats.compare`, kind `equivalent`) at level `alpha`.
 """
 
 from __future__ import annotations
@@ -26,8 +22,6 @@ matplotlib.use("Agg", force=True)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-from noisy_emcom.report import stats  # noqa: E402
 
 GAME_LABELS = {"lg_s": "LG(S)", "lg_rl": "LG(RL)", "nlg": "NLG"}
 TOLERANCE = 0.01  # "on its plateau": within one point of accuracy of the final value
@@ -78,67 +72,6 @@ def summary(curves: pd.DataFrame) -> pd.DataFrame:
             )
         )
     return pd.DataFrame(rows)
-
-
-def final_accuracies(curves: pd.DataFrame, group: str) -> pd.DataFrame:
-    """Per-seed accuracy of `group` at its last step that every seed reached."""
-    part = curves[curves["group"] == group]
-    if part.empty:
-        return part
-    last = part.groupby("seed")["step"].max().min()
-    return part[part["step"] == last]
-
-
-def comparisons(curves: pd.DataFrame, pairs: list[dict], alpha: float = 0.05) -> pd.DataFrame:
-    """One row per pair {a, b, margin} and (game, K, channel) that both groups have: final
-    accuracy of a and b (mean, sd, seeds), the TOST equivalence comparison and its verdict."""
-    rows = []
-    for pair in pairs:
-        a, b = final_accuracies(curves, pair["a"]), final_accuracies(curves, pair["b"])
-        keys = ["game", "eval_batch_size", "channel"]
-        for key, part_a in a.groupby(keys):
-            part_b = b[(b[keys] == pd.Series(key, index=keys)).all(axis=1)]
-            if part_b.empty:
-                continue
-            va, vb = part_a["accuracy"].to_numpy(), part_b["accuracy"].to_numpy()
-            c = stats.compare(va, vb, "equivalent", float(pair["margin"]))
-            rows.append(
-                dict(
-                    zip(keys, key, strict=True),
-                    a=pair["a"],
-                    b=pair["b"],
-                    margin=c.margin,
-                    a_mean=va.mean(),
-                    a_std=va.std(ddof=1) if va.size > 1 else np.nan,
-                    b_mean=vb.mean(),
-                    b_std=vb.std(ddof=1) if vb.size > 1 else np.nan,
-                    seeds=f"{va.size}/{vb.size}",
-                    diff=c.diff,
-                    se=c.se,
-                    p_support=c.p_support,
-                    p_contradict=c.p_contradict,
-                    verdict=stats.verdict([c], alpha),
-                )
-            )
-    return pd.DataFrame(rows)
-
-
-def _comparison_markdown(table: pd.DataFrame) -> str:
-    def mean_sd(mean, sd):
-        return f"{mean:.3f}" + ("" if pd.isna(sd) else f" ± {sd:.3f}")
-
-    lines = [
-        "| a vs b | game | K | channel | seeds | a | b | d ± se | δ | p(equivalent) | verdict |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
-    for r in table.itertuples(index=False):
-        lines.append(
-            f"| {r.a} vs {r.b} | {GAME_LABELS.get(r.game, r.game)} | {r.eval_batch_size} "
-            f"| {r.channel} | {r.seeds} | {mean_sd(r.a_mean, r.a_std)} "
-            f"| {mean_sd(r.b_mean, r.b_std)} | {r.diff:+.3f} ± {r.se:.3f} | {r.margin:g} "
-            f"| {r.p_support:.2g} | {r.verdict} |"
-        )
-    return "\n".join(lines) + "\n"
 
 
 def figure(curves: pd.DataFrame, groups: list[str]) -> plt.Figure:
@@ -214,17 +147,6 @@ def write_report(study: dict) -> Path:
         "",
         _markdown(table),
     ]
-    compared = comparisons(curves, study.get("comparisons", []))
-    if not compared.empty:
-        text += [
-            "## Comparisons",
-            "",
-            "Final test accuracy of group a against group b (seed mean ± sd); equivalent "
-            "when both one-sided Welch t-tests reject |d| ≥ δ at level 0.05 (TOST).",
-            "",
-            _comparison_markdown(compared),
-        ]
-        compared.to_csv(results / "comparisons.csv", index=False)
     (results / "convergence.md").write_text("\n".join(text))
     for name, groups in (("convergence", main), ("convergence_variants", others)):
         if groups:
