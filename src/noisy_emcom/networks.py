@@ -79,7 +79,7 @@ def _lstm_unroll_bwd(residuals, cotangents):
     d_hs, (d_h_last, d_c_last) = cotangents
     n_in = xs.shape[-1]
     # W_hᵀ [4H,H] written out once: without the barrier XLA folds the transpose into the
-    # per-step dot, which then reads W_h transposed at every step (7-10% of a B = 16 step).
+    # per-step dot, which then reads W_h transposed at every step (docs/performance.md).
     w_h_t = jax.lax.optimization_barrier(w[n_in:].T)
 
     def step(carry, inputs):
