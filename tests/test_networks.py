@@ -68,6 +68,37 @@ def test_decoding_modes():
         spk.apply(params, x, KEY, "forced")
 
 
+def test_forced_scoring_reuses_the_sampling_trace():
+    """`forced` with the decoding loop's `trace` (as the training loss calls it) gives the
+    values and gradient of `forced` running the LSTM core again (the same cell on the same
+    inputs; the test allows float32 rounding)."""
+    cfg = get_config("lg_rlss", "debug")
+    spk = networks.make_speaker(cfg)
+    x = jax.random.normal(KEY, (8, 32))
+    params = spk.init(KEY, x, KEY)
+    params = jax.tree.map(lambda p: p + 0.1 * jax.random.normal(KEY, p.shape), params)
+    sampled = spk.apply(params, x, jax.random.PRNGKey(3), "sample")
+    assert sampled.trace.hs.shape == (cfg.length, 8, cfg.speaker.lstm_size)
+    weights = jax.random.normal(jax.random.PRNGKey(4), (8, cfg.length))
+
+    def objective(trace):
+        def f(params):
+            out = spk.apply(params, x, KEY, "forced", sampled.tokens, trace)
+            terms = (out.log_probs, out.entropies, out.values, jnp.sin(out.logits).sum(-1))
+            return sum(jnp.sum(weights * z) for z in terms), out
+
+        return jax.jit(jax.value_and_grad(f, has_aux=True))(params)
+
+    (_, with_trace), g_trace = objective(sampled.trace)
+    (_, again), g_again = objective(None)
+    assert with_trace.trace is None and again.trace is None
+    for a, r in zip(with_trace[:5], again[:5], strict=True):
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
+    for a, r in zip(leaves(g_trace), leaves(g_again), strict=True):
+        assert float(jnp.max(jnp.abs(r))) > 1e-4  # every parameter gets a gradient
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-6)
+
+
 def test_target_starts_as_copy_and_follows_the_ema():
     cfg = get_config("lg_rlrl", "debug")
     nets = train.make_nets(cfg)

@@ -53,10 +53,11 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, nets: Nets):
         b = x.shape[0]
 
         # Tokens sampled without gradient, then scored with one: the same values as a
-        # differentiated sampling loop, and a cheaper gradient (networks.lstm_unroll).
+        # differentiated sampling loop, and a cheaper gradient (networks.lstm_unroll); the
+        # scoring reuses the sampling loop's LSTM values (`trace`) instead of recomputing them.
         def sampled(params):
-            tokens = nets.speaker.apply(jax.lax.stop_gradient(params), x, k_spk, "sample").tokens
-            return nets.speaker.apply(params, x, k_spk, "forced", tokens)
+            out = nets.speaker.apply(jax.lax.stop_gradient(params), x, k_spk, "sample")
+            return nets.speaker.apply(params, x, k_spk, "forced", out.tokens, out.trace)
 
         spk = sampled(speaker_params)
         if original_target:  # samples its own tokens with the online speaker's key

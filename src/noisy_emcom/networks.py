@@ -16,12 +16,21 @@ import numpy as np
 MODES = ("sample", "greedy", "forced")
 
 
+class LSTMTrace(NamedTuple):
+    """The forward values of one LSTM unroll, as its gradient needs them."""
+
+    h0: jax.Array  # [B,H] initial hidden state
+    hs: jax.Array  # [T,B,H] hidden states h_1..h_T
+    saved: tuple  # per step (c_{t-1}, i, g, f, o, tanh c_t), [T,B,H] each
+
+
 class SpeakerOutput(NamedTuple):
     tokens: jax.Array  # [B,T] int32, no gradient
     log_probs: jax.Array  # [B,T] log π_t(a_t)
     entropies: jax.Array  # [B,T] H(π_t) in nats
     logits: jax.Array  # [B,T,V]
     values: jax.Array  # [B,T]
+    trace: LSTMTrace | None = None  # `sample`/`greedy`: the core's unroll, for `forced`
 
 
 class ListenerOutput(NamedTuple):
@@ -29,20 +38,16 @@ class ListenerOutput(NamedTuple):
     value: jax.Array | None  # [B] RL value V_b (only when asked for)
 
 
-def _lstm_cell(w, b, x, state: hk.LSTMState):
-    """One step of hk.LSTM: gates i, g, f, o from [x, h] @ w + b (forget bias +1),
-    c' = f·c + i·g, h' = o·tanh(c') → (new state, (i, g, f, o, tanh c')) [B,H] each."""
+def lstm_step(w, b, x, state: hk.LSTMState):
+    """One step of hk.LSTM, x [B,I], w [I+H,4H], b [4H], state [B,H] each: gates i, g, f, o
+    from [x, h] @ w + b (forget bias +1), c' = f·c + i·g, h' = o·tanh(c') → (new state,
+    saved = (c, i, g, f, o, tanh c') [B,H] each, what the gradient needs)."""
     gated = jnp.concatenate([x, state.hidden], axis=-1) @ w + b
     i, g, f, o = jnp.split(gated, 4, axis=-1)
     i, g, f, o = jax.nn.sigmoid(i), jnp.tanh(g), jax.nn.sigmoid(f + 1), jax.nn.sigmoid(o)
     c = f * state.cell + i * g
     tc = jnp.tanh(c)
-    return hk.LSTMState(o * tc, c), (i, g, f, o, tc)
-
-
-def lstm_step(w, b, x, state: hk.LSTMState) -> hk.LSTMState:
-    """One step of hk.LSTM. x [B,I], w [I+H,4H], b [4H], state [B,H] each."""
-    return _lstm_cell(w, b, x, state)[0]
+    return hk.LSTMState(o * tc, c), (state.cell, i, g, f, o, tc)
 
 
 @jax.custom_vjp
@@ -62,8 +67,8 @@ def _lstm_unroll_forward(w, b, xs, h0, c0):
     """(hs, (h_T, c_T), per-step (c_{t-1}, i, g, f, o, tanh c_t) for the gradient)."""
 
     def step(state, x):
-        new, gates = _lstm_cell(w, b, x, state)
-        return new, (new.hidden, (state.cell, *gates))
+        new, saved = lstm_step(w, b, x, state)
+        return new, (new.hidden, saved)
 
     last, (hs, saved) = jax.lax.scan(step, hk.LSTMState(h0, c0), xs)
     return hs, (last.hidden, last.cell), saved
@@ -110,6 +115,30 @@ def _lstm_unroll_bwd(residuals, cotangents):
 lstm_unroll.defvjp(_lstm_unroll_fwd, _lstm_unroll_bwd)
 
 
+@jax.custom_vjp
+def lstm_unroll_traced(w, b, xs, h0, c0, trace: LSTMTrace):
+    """`lstm_unroll(w, b, xs, h0, c0)[0]` when its forward values are already known: `trace`,
+    from a loop that ran the same cell on the same w, b, xs, h0, c0 (the speaker's decoding
+    loop, under stop-gradient). Returns trace.hs [T,B,H] without recomputing it; the gradient
+    is `lstm_unroll`'s, from the trace (none flows into the trace itself).
+    """
+    return trace.hs
+
+
+def _lstm_unroll_traced_fwd(w, b, xs, h0, c0, trace: LSTMTrace):
+    return trace.hs, (w, xs, trace)
+
+
+def _lstm_unroll_traced_bwd(residuals, d_hs):
+    w, xs, trace = residuals
+    zeros = jnp.zeros_like(trace.h0)  # ∂J/∂(h_T, c_T): only hs is returned
+    grads = _lstm_unroll_bwd((w, xs, trace.h0, trace.hs, trace.saved), (d_hs, (zeros, zeros)))
+    return (*grads, jax.tree_util.tree_map(jnp.zeros_like, trace))
+
+
+lstm_unroll_traced.defvjp(_lstm_unroll_traced_fwd, _lstm_unroll_traced_bwd)
+
+
 class _LinearParams(hk.Module):
     """hk.Linear's parameters without applying them: w [I,O] ~ TruncatedNormal(1/√I), b = 0."""
 
@@ -135,9 +164,11 @@ class Speaker(hk.Module):
     """x [B,D] → T tokens. h_0,c_0 = split(Linear(2H)(x)); e_t = Embed(a_{t-1}), a_0 = SOS = V.
 
     `sample`/`greedy`: the T decoding steps are one `hk.scan` (token t sampled with key t of
-    split(key, T)), compiled once instead of T unrolled copies. `forced` scores given tokens
-    with `lstm_unroll` and the heads on all T steps at once: the training loss samples the
-    tokens (no gradient) and then scores them in this mode (docs/performance.md).
+    split(key, T)), compiled once instead of T unrolled copies; the output's `trace` holds the
+    core's forward values. `forced` scores given tokens with `lstm_unroll` and the heads on all
+    T steps at once: the training loss samples the tokens (no gradient) and then scores them in
+    this mode (docs/performance.md), passing the sampling's `trace` (same parameters, same
+    tokens) so that the core is not run again.
     """
 
     def __init__(self, vocab_size: int, length: int, embed_dim: int, lstm_size: int):
@@ -145,7 +176,7 @@ class Speaker(hk.Module):
         self.vocab_size, self.length = vocab_size, length
         self.embed_dim, self.lstm_size = embed_dim, lstm_size
 
-    def __call__(self, x, key, mode: str, forced_tokens=None) -> SpeakerOutput:
+    def __call__(self, x, key, mode: str, forced_tokens=None, trace=None) -> SpeakerOutput:
         if mode not in MODES:
             raise ValueError(f"speaker mode must be one of {MODES}, got {mode!r}")
         if mode == "forced" and forced_tokens is None:
@@ -173,27 +204,32 @@ class Speaker(hk.Module):
             tokens = jnp.swapaxes(forced_tokens, 0, 1).astype(jnp.int32)  # [T,B]
             sos = jnp.full((1, b), self.vocab_size, jnp.int32)
             xs = embed(jnp.concatenate([sos, tokens[:-1]], axis=0))  # [T,B,E]
-            hs, _ = lstm_unroll(*core(self.embed_dim), xs, state.hidden, state.cell)
+            if trace is None:
+                hs, _ = lstm_unroll(*core(self.embed_dim), xs, state.hidden, state.cell)
+            else:
+                hs = lstm_unroll_traced(*core(self.embed_dim), xs, *state, trace)
             out = emitted(policy(hs), tokens, hs)
+            trace = None
         else:
             keys = jax.random.split(key, self.length) if mode == "sample" else None
 
             def step(carry, key_t):
                 prev, state = carry
                 x_t = embed(prev)  # before `core`: the parameters are created in hk.LSTM's order
-                state = lstm_step(*core(self.embed_dim), x_t, state)
+                state, saved = lstm_step(*core(self.embed_dim), x_t, state)
                 logits = policy(state.hidden)
                 if mode == "sample":
                     token = jax.random.categorical(key_t, logits).astype(jnp.int32)
                 else:
                     token = jnp.argmax(logits, axis=-1).astype(jnp.int32)
                 token = jax.lax.stop_gradient(token)
-                return (token, state), emitted(logits, token, state.hidden)
+                return (token, state), (emitted(logits, token, state.hidden), state.hidden, saved)
 
             prev = jnp.full((b,), self.vocab_size, jnp.int32)
-            _, out = hk.scan(step, (prev, state), keys, length=self.length)
+            _, (out, hs, saved) = hk.scan(step, (prev, state), keys, length=self.length)
+            trace = LSTMTrace(state.hidden, hs, saved)
         tokens, log_probs, entropies, logits, values = (jnp.swapaxes(z, 0, 1) for z in out)
-        return SpeakerOutput(tokens, log_probs, entropies, logits, values)
+        return SpeakerOutput(tokens, log_probs, entropies, logits, values, trace)
 
 
 class MessageEncoder(hk.Module):
@@ -332,12 +368,12 @@ class Listener(hk.Module):
 
 
 def make_speaker(cfg: ml_collections.ConfigDict) -> hk.Transformed:
-    """apply(params, x[B,D], key, mode, forced_tokens=None) → SpeakerOutput."""
+    """apply(params, x[B,D], key, mode, forced_tokens=None, trace=None) → SpeakerOutput."""
 
-    def forward(x, key, mode="sample", forced_tokens=None):
+    def forward(x, key, mode="sample", forced_tokens=None, trace=None):
         s = cfg.speaker
         return Speaker(cfg.vocab_size, cfg.length, s.embed_dim, s.lstm_size)(
-            x, key, mode, forced_tokens
+            x, key, mode, forced_tokens, trace
         )
 
     return hk.without_apply_rng(hk.transform(forward))
