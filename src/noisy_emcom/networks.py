@@ -207,9 +207,10 @@ class Speaker(hk.Module):
             if trace is None:
                 hs, _ = lstm_unroll(*core(self.embed_dim), xs, state.hidden, state.cell)
             else:
-                hs = lstm_unroll_traced(*core(self.embed_dim), xs, *state, trace)
+                weights = core(self.embed_dim)
+                hs = lstm_unroll_traced(*weights, xs, state.hidden, state.cell, trace)
             out = emitted(policy(hs), tokens, hs)
-            trace = None
+            new_trace = None
         else:
             keys = jax.random.split(key, self.length) if mode == "sample" else None
 
@@ -227,9 +228,9 @@ class Speaker(hk.Module):
 
             prev = jnp.full((b,), self.vocab_size, jnp.int32)
             _, (out, hs, saved) = hk.scan(step, (prev, state), keys, length=self.length)
-            trace = LSTMTrace(state.hidden, hs, saved)
+            new_trace = LSTMTrace(state.hidden, hs, saved)
         tokens, log_probs, entropies, logits, values = (jnp.swapaxes(z, 0, 1) for z in out)
-        return SpeakerOutput(tokens, log_probs, entropies, logits, values, trace)
+        return SpeakerOutput(tokens, log_probs, entropies, logits, values, new_trace)
 
 
 class MessageEncoder(hk.Module):
