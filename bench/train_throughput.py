@@ -37,10 +37,11 @@ def step_flops(cfg, batch: int, dim: int) -> int:
     """Matmul FLOPs of one training update (elementwise work not counted).
 
     Speaker (sizes H_s, E_s, V, T): sampling pass without gradient, then the scored ("forced")
-    pass with its gradient, the target speaker's forced pass (forward only; a second sampling
-    pass under `speaker.target = original`). Listener (H_l, E_l, hidden h, K = B candidates):
-    forward and gradient. A gradient costs two matmuls per forward matmul (inputs and
-    weights), one where the input is data (x, the candidates).
+    pass with its gradient, which takes the sampling pass's LSTM values instead of running the
+    LSTM again; the target speaker's forced pass (forward only; under `speaker.target =
+    original` a sampling pass and a forced pass that reuses it). Listener (H_l, E_l, hidden h,
+    K = B candidates): forward and gradient. A gradient costs two matmuls per forward matmul
+    (inputs and weights), one where the input is data (x, the candidates).
     """
     b, t, v = batch, cfg.length, cfg.vocab_size
     hs, es = cfg.speaker.lstm_size, cfg.speaker.embed_dim
@@ -54,8 +55,9 @@ def step_flops(cfg, batch: int, dim: int) -> int:
         )
 
     speaker_backward = 2 * speaker_forward() - matmul_flops(b, dim, 2 * hs)
-    targets = 2 if cfg.speaker.get("target", "copy") == "original" else 1
-    speaker = (2 + targets) * speaker_forward() + speaker_backward
+    sampled = 2 if cfg.speaker.get("target", "copy") == "original" else 1  # sampling passes
+    reused_lstm = sampled * t * matmul_flops(b, es + hs, 4 * hs)  # one per forced pass on a trace
+    speaker = (2 + sampled) * speaker_forward() - reused_lstm + speaker_backward
 
     lstm = t * matmul_flops(b, el + hl, 4 * hl)
     projections = matmul_flops(b, hl, h) + matmul_flops(b, dim, h)
