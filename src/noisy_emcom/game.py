@@ -62,7 +62,7 @@ def make_loss_fn(cfg: ml_collections.ConfigDict, nets: Nets):
         spk = sampled(speaker_params)
         if original_target:  # samples its own tokens with the online speaker's key
             tgt = sampled(target_params)
-        else:
+        else:  # other parameters than the trace's: the target's LSTM runs on the tokens
             tgt = nets.speaker.apply(target_params, x, k_spk, "forced", spk.tokens)
         chan = channels.erasure(0.0, cfg.length)._replace(erase_p=channel_p)
         received = channels.apply_channel(k_chan, spk.tokens, chan, vocab)

@@ -21,7 +21,7 @@ class LSTMTrace(NamedTuple):
 
     h0: jax.Array  # [B,H] initial hidden state
     hs: jax.Array  # [T,B,H] hidden states h_1..h_T
-    saved: tuple  # per step (c_{t-1}, i, g, f, o, tanh c_t), [T,B,H] each
+    saved: tuple[jax.Array, ...]  # per step (c_{t-1}, i, g, f, o, tanh c_t), [T,B,H] each
 
 
 class SpeakerOutput(NamedTuple):
@@ -120,7 +120,8 @@ def lstm_unroll_traced(w, b, xs, h0, c0, trace: LSTMTrace):
     """`lstm_unroll(w, b, xs, h0, c0)[0]` when its forward values are already known: `trace`,
     from a loop that ran the same cell on the same w, b, xs, h0, c0 (the speaker's decoding
     loop, under stop-gradient). Returns trace.hs [T,B,H] without recomputing it; the gradient
-    is `lstm_unroll`'s, from the trace (none flows into the trace itself).
+    is `lstm_unroll`'s, from the trace (none flows into the trace itself). Nothing checks that
+    the trace matches: one from other weights or inputs gives wrong values silently.
     """
     return trace.hs
 
