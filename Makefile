@@ -56,8 +56,12 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/snakemake --lint --cores 1
 
+# Training speed per game and B, then the paper grid's training time from it.
+BENCH_JSON ?= results/bench/train_throughput.json
 bench: $(STAMP)
-	$(BIN)/python bench/train_throughput.py
+	mkdir -p $(dir $(BENCH_JSON))
+	$(BIN)/python bench/train_throughput.py --json $(BENCH_JSON)
+	$(BIN)/python bench/grid_cost.py $(BENCH_JSON) --configfile config/paper.yaml
 
 # Everything under results/ except its README.md, and Snakemake's state.
 clean-results:

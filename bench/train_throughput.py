@@ -14,12 +14,15 @@ memory, and the share of wall time spent outside compiled code (Python between d
 """
 
 import argparse
+import contextlib
 import json
+import os
 import resource
 import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -69,6 +72,19 @@ def step_flops(cfg, batch: int, dim: int) -> int:
     listener_forward = lstm + projections + scores + value
     listener_backward = 2 * listener_forward - matmul_flops(b, dim, h)
     return speaker + listener_forward + listener_backward
+
+
+def device_name(device) -> str:
+    """A GPU's name; on a CPU its model (/proc/cpuinfo) and the cores this process may use."""
+    if device.platform != "cpu":
+        return device.device_kind
+    model = "CPU"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return f"{model}, {len(os.sched_getaffinity(0))} cores"
 
 
 def timed_windows(run_once, window: float, repeats: int) -> list[tuple[float, float, int]]:
@@ -149,6 +165,7 @@ def worker(preset: str, sweep: str, batch: int, dim: int, window: float, repeats
 
     mm_windows = timed_windows(matmul_call, window, repeats)
     return {
+        "device": device_name(jax.devices()[0]),
         "game": preset,
         "batch": batch,
         "steps_per_call": per_call,
@@ -188,7 +205,7 @@ def main() -> None:
     import jax
 
     print(
-        f"device: {jax.devices()[0].device_kind}; D = {args.dim}, speaker LSTM 256, listener "
+        f"device: {device_name(jax.devices()[0])}; D = {args.dim}, speaker LSTM 256, listener "
         f"LSTM 512; {args.repeats} windows of ≥ {args.window:g} s; median [min–max]"
     )
     header = (

@@ -1,5 +1,6 @@
 """The training benchmark: its analytic FLOP count and one real (tiny) run of `make bench`."""
 
+import importlib
 import importlib.util
 import json
 import math
@@ -82,3 +83,56 @@ def test_bench_runs_and_reports_every_column(tmp_path):
     assert all(x > 0 for x in result["steps_per_s"] + result["matmul_flops_per_s"])
     assert all(0.0 <= s < 1.0 for s in result["outside_share"])
     assert result["matmul_shape"] == [8, 522, 2048] and result["peak_mib"] > 0
+    assert result["device"]
+
+
+PAPER = BENCH.parents[1] / "config" / "paper.yaml"
+SWEEPS = {"lg_rlss": "imagenet", "lg_rlrl": "imagenet", "nlg_rlrl": "imagenet_0.5"}
+
+
+def _grid_cost(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH.parent))
+    return importlib.import_module("grid_cost")
+
+
+def _paper_bench(tmp_path, speeds=(1.0, 2.0, 4.0), skip=()):
+    """A bench JSON for the paper's 12 (game, B) at the paper's sizes, `speeds` steps/s each."""
+    flops = _bench_module().step_flops
+    rows = [
+        {"game": g, "batch": b, "steps_per_s": list(speeds), "device": "test CPU"}
+        | {"step_flops": flops(configs.get_config(g, SWEEPS[g], {"batch_size": b}), b, 2048)}
+        for g in SWEEPS
+        for b in (16, 64, 256, 1024)
+        if (g, b) not in skip
+    ]
+    path = tmp_path / "bench.json"
+    path.write_text(json.dumps(rows))
+    return path
+
+
+def test_grid_cost_of_the_paper_grid(tmp_path, monkeypatch, capsys):
+    """72 runs of 750,000 steps at a median of 2 steps/s: 72 · 750,000 / 2 / 3,600 = 7,500 h."""
+    _grid_cost(monkeypatch).main([str(_paper_bench(tmp_path)), "--configfile", str(PAPER)])
+    out = capsys.readouterr().out
+    assert "on test CPU" in out
+    assert out.splitlines()[-1] == "total: 72 runs, 7,500 hours (312.5 days)"
+    assert "nlg_rlrl   1024     6    4,500,000        2     625.0" in out
+
+
+def test_grid_cost_refuses_a_bench_that_does_not_apply(tmp_path, monkeypatch):
+    """Another step than the benched one, a (game, B) not benched, a malformed bench file:
+    each an error naming the run or the row, before anything is printed."""
+    grid_cost = _grid_cost(monkeypatch)
+    other = tmp_path / "other.yaml"
+    other.write_text(
+        PAPER.read_text().replace("overrides: {}", "overrides: {speaker.lstm_size: 64}", 1)
+    )
+    with pytest.raises(SystemExit, match=r"lg_s-imagenet-b16-p0.0-s0: its step .* not the benched"):
+        grid_cost.main([str(_paper_bench(tmp_path)), "--configfile", str(other)])
+    missing = _paper_bench(tmp_path, skip={("nlg_rlrl", 1024)})
+    with pytest.raises(SystemExit, match=r"nlg-imagenet-b1024-p0.5-s0: the bench has no nlg_rlrl"):
+        grid_cost.main([str(missing), "--configfile", str(PAPER)])
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"game": "lg_rlss", "batch": 16, "step_flops": 1}]))
+    with pytest.raises(SystemExit, match=r"bad.json: row 0: `steps_per_s` missing"):
+        grid_cost.main([str(bad), "--configfile", str(PAPER)])
