@@ -8,25 +8,28 @@ Every training run of the config's grid (`train`: datasets × games × noise × 
 seeds) takes `training_steps` / (the bench's median steps/s for its game and B). Printed per
 (game, B): runs, their steps, steps/s and hours; then the total, on the bench's device.
 Training only: tests, ETL and the data build are not counted. A run whose step is not the
-one benched (other network sizes, another feature width than `--dim`) is an error naming the
-run, since the bench's speed does not apply to it.
+one benched (`step_flops` at the run's network sizes and its dataset's feature width against
+the bench row's) is an error naming the run, since the bench's speed does not apply to it;
+so is a user dataset (`own_data`), whose width is known only once it is built.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import jsonschema
 import yaml
-from train_throughput import step_flops  # this script's folder
+from train_throughput import step_flops  # bench/ is sys.path[0] when this script runs
 
-from noisy_emcom import configs
 from noisy_emcom.configs import workflow
 from noisy_emcom.configs.validate import ConfigError
+from noisy_emcom.data import registry
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,60 +40,92 @@ def load_config(path: Path) -> dict:
         config = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as err:
         raise ValueError(f"{path}: {err}") from None
-    schema = yaml.safe_load((ROOT / "config/schema.yaml").read_text())
+    schema = yaml.safe_load((ROOT / "config" / "schema.yaml").read_text())
     try:
         jsonschema.validate(config, schema)
     except jsonschema.ValidationError as err:
         where = ".".join(str(p) for p in err.absolute_path) or "(top level)"
-        raise ConfigError(where, f"{where}: {err.message}") from None
+        raise ValueError(f"{path}: {where}: {err.message}") from None
     return config
 
 
-BENCH_KEYS = {"game": str, "batch": int, "step_flops": int, "steps_per_s": list}
+def _is_positive(x, kind=int | float) -> bool:
+    """A finite number > 0 of `kind` (not a bool, which Python counts as an int)."""
+    return isinstance(x, kind) and not isinstance(x, bool) and math.isfinite(x) and x > 0
 
 
 def read_bench(path: Path) -> list[dict]:
-    """The rows of a `bench/train_throughput.py --json` file; ValueError naming what is wrong."""
+    """The rows of a `bench/train_throughput.py --json` file, one device, one row per (game, B);
+    ValueError naming the file, row and key."""
     try:
         rows = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise ValueError(f"{path}: {err}") from None
-    if not isinstance(rows, list):
-        raise ValueError(f"{path}: not a bench/train_throughput.py --json file (a list of rows)")
+    if not isinstance(rows, list) or not rows:
+        raise ValueError(f"{path}: not a bench/train_throughput.py --json file (rows)")
+    seen = set()
     for i, row in enumerate(rows):
-        for key, kind in BENCH_KEYS.items():
-            if not isinstance(row, dict) or not isinstance(row.get(key), kind):
-                raise ValueError(f"{path}: row {i}: `{key}` missing or not a {kind.__name__}")
-        if not row["steps_per_s"] or min(row["steps_per_s"]) <= 0:
-            raise ValueError(f"{path}: row {i}: `steps_per_s` must be positive numbers")
+        if not isinstance(row, dict):
+            raise ValueError(f"{path}: row {i}: not a mapping")
+        speeds = row.get("steps_per_s")
+        checks = {
+            "game": isinstance(row.get("game"), str),
+            "batch": _is_positive(row.get("batch"), int),
+            "step_flops": _is_positive(row.get("step_flops"), int),
+            "steps_per_s": isinstance(speeds, list) and speeds and all(map(_is_positive, speeds)),
+            "device": isinstance(row.get("device", ""), str),
+        }
+        for key, ok in checks.items():
+            if not ok:
+                raise ValueError(f"{path}: row {i}: `{key}` missing or malformed")
+        key = (row["game"], row["batch"])
+        if key in seen:
+            raise ValueError(f"{path}: row {i}: a second row for {key[0]} at B = {key[1]}")
+        seen.add(key)
+    if len({r.get("device") for r in rows}) > 1:
+        raise ValueError(f"{path}: rows from more than one device")
     return rows
 
 
-def grid_hours(config: dict, bench: list[dict], dim: int) -> list[dict]:
-    """One row per (preset, B) of the grid: runs, steps per run, steps/s, hours.
+def feature_width(config: Mapping, dataset: str) -> int:
+    """D of a built-in dataset: 2,048 for the BYOL features, the encoder's width for shapes."""
+    if dataset not in registry.DATASETS:
+        raise ConfigError(
+            "train.datasets",
+            f"train.datasets: {dataset!r} is not a built-in dataset; its feature width is known "
+            "only once it is built, so its runs cannot be costed here",
+        )
+    if registry.DATASETS[dataset].family == "shapes":
+        encoder = config.get("data", {}).get("shapes", {}).get("encoder", {})
+        return encoder.get("width", registry.SHAPES_DIM)
+    return registry.DATASETS[dataset].feature_dim
+
+
+def grid_hours(config: Mapping, bench: list[dict], bench_name: str = "the bench") -> list[dict]:
+    """One row per (preset, B) of the grid: runs, their steps, steps/s, hours.
 
     hours = Σ_runs training_steps / (steps/s) / 3,600, steps/s the median of the bench's
     windows for the run's game and B. ConfigError where the bench does not apply.
     """
+    for dataset in config["train"]["datasets"]:
+        feature_width(config, dataset)
     measured = {(r["game"], r["batch"]): r for r in bench}
     rows: dict[tuple[str, int], dict] = {}
-    for game, dataset, p, batch, seed in workflow.runs(config):
-        run = f"{game}-{dataset}-b{batch}-p{p}-s{seed}"
-        cfg, _ = configs.parse_cli(workflow.train_args(config, game, dataset, p, batch, seed))
-        key = (workflow.PRESETS[game], cfg.batch_size)
+    for run, dataset, cfg in workflow.train_configs(config):
+        key = (cfg.experiment, cfg.batch_size)
         if key not in measured:
             raise ConfigError(
                 "train",
-                f"{run}: the bench has no {key[0]} at B = {key[1]}; run "
+                f"{run}: {bench_name} has no {key[0]} at B = {key[1]}; run "
                 f"bench/train_throughput.py --games {key[0]} --batch-sizes {key[1]}",
             )
-        flops = step_flops(cfg, cfg.batch_size, dim)
-        if flops != measured[key]["step_flops"]:
+        dim = feature_width(config, dataset)
+        flops, benched = step_flops(cfg, cfg.batch_size, dim), measured[key]["step_flops"]
+        if flops != benched:
             raise ConfigError(
-                "train.overrides",
-                f"{run}: its step ({flops / 1e9:.3g} GFLOP at D = {dim}) is not the benched one "
-                f"({measured[key]['step_flops'] / 1e9:.3g} GFLOP): the bench's speed does not "
-                "apply to it",
+                "train",
+                f"{run}: its step ({flops / 1e9:.4g} GFLOP at D = {dim}) is not the one in "
+                f"{bench_name} ({benched / 1e9:.4g} GFLOP): the bench's speed does not apply",
             )
         row = rows.setdefault(key, {"game": key[0], "batch": key[1], "runs": 0, "steps": 0})
         row["runs"] += 1
@@ -105,16 +140,16 @@ def grid_hours(config: dict, bench: list[dict], dim: int) -> list[dict]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("bench", type=Path, help="JSON of bench/train_throughput.py --json")
-    parser.add_argument("--configfile", type=Path, default=ROOT / "config/paper.yaml")
-    parser.add_argument("--dim", type=int, default=2048, help="feature width of the datasets")
+    parser.add_argument("--configfile", type=Path, default=ROOT / "config" / "paper.yaml")
     args = parser.parse_args(argv)
     try:
         bench = read_bench(args.bench)
-        rows = grid_hours(load_config(args.configfile), bench, args.dim)
-    except ValueError as err:  # ConfigError included
-        sys.exit(str(err) if not isinstance(err, ConfigError) else f"{args.configfile}: {err}")
-    devices = sorted({r.get("device", "unknown device") for r in bench})
-    print(f"{args.configfile}: training only, on {', '.join(devices)}")
+        rows = grid_hours(load_config(args.configfile), bench, str(args.bench))
+    except ConfigError as err:
+        sys.exit(f"{args.configfile}: {err}")
+    except ValueError as err:
+        sys.exit(str(err))
+    print(f"{args.configfile}: training only, on {bench[0].get('device', 'an unnamed device')}")
     print(f"{'game':9s} {'B':>5s} {'runs':>5s} {'steps':>12s} {'steps/s':>8s} {'hours':>9s}")
     for r in rows:
         print(

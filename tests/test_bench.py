@@ -86,8 +86,10 @@ def test_bench_runs_and_reports_every_column(tmp_path):
     assert result["device"]
 
 
-PAPER = BENCH.parents[1] / "config" / "paper.yaml"
+CONFIG = BENCH.parents[1] / "config"
+PAPER = CONFIG / "paper.yaml"
 SWEEPS = {"lg_rlss": "imagenet", "lg_rlrl": "imagenet", "nlg_rlrl": "imagenet_0.5"}
+PAPER_KEYS = [(g, b) for g in SWEEPS for b in (16, 64, 256, 1024)]
 
 
 def _grid_cost(monkeypatch):
@@ -95,44 +97,82 @@ def _grid_cost(monkeypatch):
     return importlib.import_module("grid_cost")
 
 
-def _paper_bench(tmp_path, speeds=(1.0, 2.0, 4.0), skip=()):
-    """A bench JSON for the paper's 12 (game, B) at the paper's sizes, `speeds` steps/s each."""
+def _paper_rows():
+    """Bench rows for the paper's 12 (game, B) at the paper's sizes: row i at i + 1 steps/s
+    (median of three windows), so that each (game, B) has its own speed."""
     flops = _bench_module().step_flops
-    rows = [
-        {"game": g, "batch": b, "steps_per_s": list(speeds), "device": "test CPU"}
+    return [
+        {"game": g, "batch": b, "steps_per_s": [i + 0.5, i + 1, i + 3], "device": "test CPU"}
         | {"step_flops": flops(configs.get_config(g, SWEEPS[g], {"batch_size": b}), b, 2048)}
-        for g in SWEEPS
-        for b in (16, 64, 256, 1024)
-        if (g, b) not in skip
+        for i, (g, b) in enumerate(PAPER_KEYS)
     ]
-    path = tmp_path / "bench.json"
-    path.write_text(json.dumps(rows))
-    return path
 
 
 def test_grid_cost_of_the_paper_grid(tmp_path, monkeypatch, capsys):
-    """72 runs of 750,000 steps at a median of 2 steps/s: 72 · 750,000 / 2 / 3,600 = 7,500 h."""
-    _grid_cost(monkeypatch).main([str(_paper_bench(tmp_path)), "--configfile", str(PAPER)])
-    out = capsys.readouterr().out
-    assert "on test CPU" in out
-    assert out.splitlines()[-1] == "total: 72 runs, 7,500 hours (312.5 days)"
-    assert "nlg_rlrl   1024     6    4,500,000        2     625.0" in out
+    """Each (game, B): 6 runs of 750,000 steps at its own speed, i + 1 steps/s for row i, so
+    4,500,000 / (i + 1) / 3,600 hours; 72 runs in all."""
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(_paper_rows()))
+    _grid_cost(monkeypatch).main([str(bench), "--configfile", str(PAPER)])
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("training only, on test CPU")
+    hours = [4_500_000 / (i + 1) / 3600 for i in range(len(PAPER_KEYS))]
+    for i, ((game, batch), line) in enumerate(zip(PAPER_KEYS, out[2:-1], strict=True)):
+        assert line.split() == [game, str(batch), "6", "4,500,000", str(i + 1), f"{hours[i]:,.1f}"]
+    assert out[-1] == f"total: 72 runs, {sum(hours):,.0f} hours ({sum(hours) / 24:,.1f} days)"
 
 
-def test_grid_cost_refuses_a_bench_that_does_not_apply(tmp_path, monkeypatch):
-    """Another step than the benched one, a (game, B) not benched, a malformed bench file:
-    each an error naming the run or the row, before anything is printed."""
-    grid_cost = _grid_cost(monkeypatch)
-    other = tmp_path / "other.yaml"
-    other.write_text(
-        PAPER.read_text().replace("overrides: {}", "overrides: {speaker.lstm_size: 64}", 1)
+def _mutated(rows, i, **fields):
+    return [*rows[:i], {**rows[i], **fields}, *rows[i + 1 :]]
+
+
+@pytest.mark.parametrize(
+    "case,message",
+    [
+        ("other sizes", r"lg_s-imagenet-b16-p0.0-s0: its step .* not the one in .*bench.json"),
+        ("shapes grid", r"lg_s-shapes_logits-b16-p0.0-s0: its step .* at D = 512\) is not"),
+        ("own data", r"train.datasets: 'mydata' is not a built-in dataset"),
+        ("overridden batch", r"train.overrides.batch_size: set by train.batch_sizes"),
+        ("config not a mapping", r"\(top level\): \[1, 2\] is not of type 'object'"),
+        ("row missing", r"nlg-imagenet-b1024-p0.5-s0: .*bench.json has no nlg_rlrl at B = 1024"),
+        ("not rows", r"bench.json: not a bench/train_throughput.py --json file"),
+        ("no speeds", r"bench.json: row 3: `steps_per_s` missing or malformed"),
+        ("NaN speed", r"bench.json: row 3: `steps_per_s` missing or malformed"),
+        ("bool batch", r"bench.json: row 3: `batch` missing or malformed"),
+        ("second row", r"bench.json: row 12: a second row for lg_rlss at B = 16"),
+        ("two devices", r"bench.json: rows from more than one device"),
+    ],
+)
+def test_grid_cost_refuses_what_it_cannot_cost(case, message, tmp_path, monkeypatch, capsys):
+    """A grid the bench did not measure, a config the pipeline refuses, a malformed bench
+    file: each an error naming the run, key or row, and nothing printed."""
+    rows, config = _paper_rows(), PAPER.read_text()
+    if case == "other sizes":
+        config = config.replace("overrides: {}", "overrides: {speaker.lstm_size: 64}", 1)
+    elif case == "overridden batch":
+        config = config.replace("overrides: {}", "overrides: {batch_size: 16}", 1)
+    elif case == "config not a mapping":
+        config = "[1, 2]"
+    elif case == "row missing":
+        rows = rows[:-1]
+    elif case == "not rows":
+        rows = {"rows": rows}
+    elif case == "no speeds":
+        rows = _mutated(rows, 3, steps_per_s=[])
+    elif case == "NaN speed":
+        rows = _mutated(rows, 3, steps_per_s=[1.0, float("nan")])
+    elif case == "bool batch":
+        rows = _mutated(rows, 3, batch=True)
+    elif case == "second row":
+        rows = [*rows, rows[0]]
+    elif case == "two devices":
+        rows = _mutated(rows, 5, device="another GPU")
+    configfile = {"shapes grid": CONFIG / "config.yaml", "own data": CONFIG / "own.yaml"}.get(
+        case, tmp_path / "grid.yaml"
     )
-    with pytest.raises(SystemExit, match=r"lg_s-imagenet-b16-p0.0-s0: its step .* not the benched"):
-        grid_cost.main([str(_paper_bench(tmp_path)), "--configfile", str(other)])
-    missing = _paper_bench(tmp_path, skip={("nlg_rlrl", 1024)})
-    with pytest.raises(SystemExit, match=r"nlg-imagenet-b1024-p0.5-s0: the bench has no nlg_rlrl"):
-        grid_cost.main([str(missing), "--configfile", str(PAPER)])
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"game": "lg_rlss", "batch": 16, "step_flops": 1}]))
-    with pytest.raises(SystemExit, match=r"bad.json: row 0: `steps_per_s` missing"):
-        grid_cost.main([str(bad), "--configfile", str(PAPER)])
+    (tmp_path / "grid.yaml").write_text(config)
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps(rows))
+    with pytest.raises(SystemExit, match=message):
+        _grid_cost(monkeypatch).main([str(bench), "--configfile", str(configfile)])
+    assert capsys.readouterr().out == ""

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import ml_collections
 
 from noisy_emcom import configs
 from noisy_emcom.configs.etl import TASK_DATASETS
@@ -115,6 +116,21 @@ def runs(config: Mapping) -> Iterator[tuple[str, str, str, Any, Any]]:
             yield game, dataset, str(float(p)), batch, seed
 
 
+def train_configs(config: Mapping) -> Iterator[tuple[str, str, ml_collections.ConfigDict]]:
+    """(run id, dataset, resolved script config) of every training run, as the rule runs it;
+    a ConfigError names the key of the config file and the job. User datasets must be
+    registered first (`check_own`)."""
+    overrides = config["train"].get("overrides", {})
+    _not_overridden([("train.overrides", overrides)], SET_BY_RULE)
+    for game, dataset, p, batch, seed in runs(config):
+        run = f"{game}-{dataset}-b{batch}-p{p}-s{seed}"
+        try:
+            cfg, _ = configs.parse_cli(train_args(config, game, dataset, p, batch, seed))
+        except ConfigError as err:
+            raise _located(err, [("train.overrides", overrides)], "train.overrides", run) from err
+        yield run, dataset, cfg
+
+
 def _too_big(where: str, value: int, sizes: Mapping[str, int], split: str, dataset: str) -> None:
     n = sizes.get(split)
     if n is not None and value > n:
@@ -188,17 +204,9 @@ def check(config: Mapping, marker: Callable[[str], str]) -> None:
     `marker(dataset)` is the path of the dataset's dataset_info.json."""
     check_data(config)
     own = check_own(config)
-    train_cfg = config["train"]
-    overrides = train_cfg.get("overrides", {})
-    _not_overridden([("train.overrides", overrides)], SET_BY_RULE)
     eval_overrides = config.get("eval_overrides", {})
-    for game, dataset, p, batch, seed in runs(config):
-        run = f"{game}-{dataset}-b{batch}-p{p}-s{seed}"
+    for run, dataset, cfg in train_configs(config):
         sizes = split_sizes(config, dataset, marker)
-        try:
-            cfg, _ = configs.parse_cli(train_args(config, game, dataset, p, batch, seed))
-        except ConfigError as err:
-            raise _located(err, [("train.overrides", overrides)], "train.overrides", run) from err
         _too_big("train.batch_sizes", cfg.batch_size, sizes, "train", dataset)
         try:
             test_cfg = configs.from_json(configs.to_json(cfg))
