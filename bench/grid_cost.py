@@ -10,7 +10,8 @@ seeds) takes `training_steps` / (the bench's median steps/s for its game and B).
 Training only: tests, ETL and the data build are not counted. A run whose step is not the
 one benched (`step_flops` at the run's network sizes and its dataset's feature width against
 the bench row's) is an error naming the run, since the bench's speed does not apply to it;
-so is a user dataset (`own_data`), whose width is known only once it is built.
+so is a user dataset (`own_data`) or shapes data the pipeline does not generate, whose
+width is known only once it is built.
 """
 
 from __future__ import annotations
@@ -51,7 +52,9 @@ def load_config(path: Path) -> dict:
 
 def _is_positive(x, kind=int | float) -> bool:
     """A finite number > 0 of `kind` (not a bool, which Python counts as an int)."""
-    return isinstance(x, kind) and not isinstance(x, bool) and math.isfinite(x) and x > 0
+    if not isinstance(x, kind) or isinstance(x, bool):
+        return False
+    return x > 0 and (isinstance(x, int) or math.isfinite(x))  # isfinite overflows on huge ints
 
 
 def read_bench(path: Path) -> list[dict]:
@@ -73,7 +76,7 @@ def read_bench(path: Path) -> list[dict]:
             "batch": _is_positive(row.get("batch"), int),
             "step_flops": _is_positive(row.get("step_flops"), int),
             "steps_per_s": isinstance(speeds, list) and speeds and all(map(_is_positive, speeds)),
-            "device": isinstance(row.get("device", ""), str),
+            "device": isinstance(row.get("device", "?"), str) and row.get("device", "?") != "",
         }
         for key, ok in checks.items():
             if not ok:
@@ -83,7 +86,7 @@ def read_bench(path: Path) -> list[dict]:
             raise ValueError(f"{path}: row {i}: a second row for {key[0]} at B = {key[1]}")
         seen.add(key)
     if len({r.get("device") for r in rows}) > 1:
-        raise ValueError(f"{path}: rows from more than one device")
+        raise ValueError(f"{path}: rows from more than one device (or some without one)")
     return rows
 
 
@@ -96,8 +99,15 @@ def feature_width(config: Mapping, dataset: str) -> int:
             "only once it is built, so its runs cannot be costed here",
         )
     if registry.DATASETS[dataset].family == "shapes":
-        encoder = config.get("data", {}).get("shapes", {}).get("encoder", {})
-        return encoder.get("width", registry.SHAPES_DIM)
+        shapes = config.get("data", {}).get("shapes", {})
+        if shapes.get("source", "generate") != "generate":
+            raise ConfigError(
+                "data.shapes.source",
+                f"data.shapes.source: {shapes['source']!r}: the width of shapes data that the "
+                "pipeline does not generate is known only once it is built, so its runs cannot "
+                "be costed here",
+            )
+        return shapes.get("encoder", {}).get("width", registry.SHAPES_DIM)
     return registry.DATASETS[dataset].feature_dim
 
 

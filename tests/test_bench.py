@@ -132,12 +132,17 @@ def _mutated(rows, i, **fields):
         ("other sizes", r"lg_s-imagenet-b16-p0.0-s0: its step .* not the one in .*bench.json"),
         ("shapes grid", r"lg_s-shapes_logits-b16-p0.0-s0: its step .* at D = 512\) is not"),
         ("own data", r"train.datasets: 'mydata' is not a built-in dataset"),
+        ("shapes width", r"lg_s-shapes_logits-b16-p0.0-s0: its step .* at D = 256\) is not"),
+        ("shapes prebuilt", r"data.shapes.source: 'prebuilt': the width of shapes data"),
         ("overridden batch", r"train.overrides.batch_size: set by train.batch_sizes"),
         ("config not a mapping", r"\(top level\): \[1, 2\] is not of type 'object'"),
         ("row missing", r"nlg-imagenet-b1024-p0.5-s0: .*bench.json has no nlg_rlrl at B = 1024"),
         ("not rows", r"bench.json: not a bench/train_throughput.py --json file"),
         ("no speeds", r"bench.json: row 3: `steps_per_s` missing or malformed"),
         ("NaN speed", r"bench.json: row 3: `steps_per_s` missing or malformed"),
+        ("text speed", r"bench.json: row 3: `steps_per_s` missing or malformed"),
+        ("null device", r"bench.json: row 3: `device` missing or malformed"),
+        ("row not a mapping", r"bench.json: row 3: not a mapping"),
         ("bool batch", r"bench.json: row 3: `batch` missing or malformed"),
         ("second row", r"bench.json: row 12: a second row for lg_rlss at B = 16"),
         ("two devices", r"bench.json: rows from more than one device"),
@@ -161,6 +166,18 @@ def test_grid_cost_refuses_what_it_cannot_cost(case, message, tmp_path, monkeypa
         rows = _mutated(rows, 3, steps_per_s=[])
     elif case == "NaN speed":
         rows = _mutated(rows, 3, steps_per_s=[1.0, float("nan")])
+    elif case == "text speed":
+        rows = _mutated(rows, 3, steps_per_s=["fast"])
+    elif case == "null device":
+        rows = _mutated(rows, 3, device=None)
+    elif case == "row not a mapping":
+        rows = [*rows[:3], [1, 2], *rows[4:]]
+    elif case == "shapes width":
+        config = (CONFIG / "config.yaml").read_text().replace("width: 512", "width: 256", 1)
+    elif case == "shapes prebuilt":
+        config = (
+            (CONFIG / "config.yaml").read_text().replace("source: generate", "source: prebuilt")
+        )
     elif case == "bool batch":
         rows = _mutated(rows, 3, batch=True)
     elif case == "second row":
