@@ -117,8 +117,7 @@ def grid_hours(config: Mapping, bench: list[dict], bench_name: str = "the bench"
     hours = Σ_runs training_steps / (steps/s) / 3,600, steps/s the median of the bench's
     windows for the run's game and B. ConfigError where the bench does not apply.
     """
-    for dataset in config["train"]["datasets"]:
-        feature_width(config, dataset)
+    widths = {d: feature_width(config, d) for d in config["train"]["datasets"]}  # before runs
     measured = {(r["game"], r["batch"]): r for r in bench}
     rows: dict[tuple[str, int], dict] = {}
     for run, dataset, cfg in workflow.train_configs(config):
@@ -129,7 +128,7 @@ def grid_hours(config: Mapping, bench: list[dict], bench_name: str = "the bench"
                 f"{run}: {bench_name} has no {key[0]} at B = {key[1]}; run "
                 f"bench/train_throughput.py --games {key[0]} --batch-sizes {key[1]}",
             )
-        dim = feature_width(config, dataset)
+        dim = widths[dataset]
         flops, benched = step_flops(cfg, cfg.batch_size, dim), measured[key]["step_flops"]
         if flops != benched:
             raise ConfigError(
