@@ -20,14 +20,14 @@ from pathlib import Path
 
 import jax
 
-from noisy_emcom import checkpoint, configs, train
+from noisy_emcom import checkpoint, configs, files, train
 
 
 def old_save(path, payload):
     body = pickle.dumps(
         {"format_version": 1, **jax.device_get(payload)}, protocol=pickle.HIGHEST_PROTOCOL
     )
-    checkpoint.atomic_write_bytes(path, b"NEMCKPT1" + hashlib.sha256(body).digest() + body)
+    files.atomic_write_bytes(path, b"NEMCKPT1" + hashlib.sha256(body).digest() + body)
 
 
 def old_restore(path, template):

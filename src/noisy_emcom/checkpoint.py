@@ -11,12 +11,9 @@ shape and dtype checked. Nothing in the file is ever unpickled or executed.
 
 from __future__ import annotations
 
-import glob
 import hashlib
 import io
 import json
-import os
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Callable, Mapping
@@ -26,6 +23,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from noisy_emcom.files import atomic_write_bytes, remove_stale_temps
 
 MAGIC = b"NEMCKPT2"
 OLD_MAGIC = b"NEMCKPT1"  # the former pickle-based format, never read
@@ -39,87 +38,8 @@ class CheckpointError(ValueError):
     """A checkpoint file that is missing, truncated, corrupt or of another format."""
 
 
-class WriteError(OSError):
-    """A failed write (full disk, size limit); the message names the file."""
-
-    def __str__(self) -> str:
-        return str(self.strerror)
-
-
 class OldFormatError(CheckpointError):
     """A checkpoint of the former pickle-based format (not read: unpickling can run code)."""
-
-
-# --------------------------------------------------------------------------------------------
-# Atomic writes
-# --------------------------------------------------------------------------------------------
-
-
-def _umask() -> int:
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError):
-        pass
-    mask = os.umask(0o022)  # no portable read-only query elsewhere
-    os.umask(mask)
-    return mask
-
-
-def _writer_alive(tmp_name: str) -> bool:
-    """Whether the process that made temporary file `.<name>.<pid>.<random>.tmp` still runs."""
-    parts = tmp_name[: -len(".tmp")].rsplit(".", 2)
-    if len(parts) != 3 or not parts[1].isdigit():
-        return False  # an older temporary name without a pid
-    pid = int(parts[1])
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_stale_temps(folder: str | Path, pattern: str = ".*.tmp") -> list[Path]:
-    """Delete temporary files matching `pattern` in `folder` whose writer no longer runs
-    (left by a kill during a write) → the deleted paths."""
-    removed = []
-    for tmp in Path(folder).glob(pattern):
-        if tmp.is_file() and not _writer_alive(tmp.name):
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over `path`.
-
-    The file gets the umask's usual mode (0644 under umask 022). A failed write (full disk,
-    size limit) removes the temporary file, leaves `path` as it was and raises WriteError (an
-    OSError) naming `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent, f".{glob.escape(path.name)}.*.tmp")
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise WriteError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # --------------------------------------------------------------------------------------------

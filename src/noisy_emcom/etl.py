@@ -50,7 +50,18 @@ import optax
 import pandas as pd
 from tqdm.auto import tqdm
 
-from noisy_emcom import channels, checkpoint, configs, evaluate, game, losses, networks, train, xla
+from noisy_emcom import (
+    channels,
+    checkpoint,
+    configs,
+    evaluate,
+    files,
+    game,
+    losses,
+    networks,
+    train,
+    xla,
+)
 from noisy_emcom.configs.etl import TASK_DATASETS, TASKS
 from noisy_emcom.data import loader
 from noisy_emcom.data.errors import DataError
@@ -545,7 +556,7 @@ def _write_curve(path: Path, rows: list[dict[str, Any]], columns) -> None:
     writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(rows)
-    checkpoint.atomic_write_bytes(path, buf.getvalue().encode())
+    files.atomic_write_bytes(path, buf.getvalue().encode())
 
 
 # --------------------------------------------------------------------------------------------
@@ -683,7 +694,7 @@ def train_etl(
     saved_window = {"sums": {}, "steps": 0, "seconds": 0.0}
     for folder in (out_dir, out_dir / "checkpoints"):
         if folder.is_dir():
-            checkpoint.remove_stale_temps(folder)
+            files.remove_stale_temps(folder)
     found = checkpoint.latest_valid(out_dir, LISTENER_FILE, accept)
     if found is not None:
         path, payload, (state, saved_window) = found
@@ -954,13 +965,13 @@ def write_png(path: str | Path, grid: np.ndarray) -> Path:
 
     buf = io.BytesIO()
     Image.fromarray(grid).save(buf, format="PNG")
-    checkpoint.atomic_write_bytes(path, buf.getvalue())
+    files.atomic_write_bytes(path, buf.getvalue())
     return Path(path)
 
 
 def write_results(df: pd.DataFrame, path: str | Path) -> Path:
     """CSV written under a temporary name, then renamed."""
-    checkpoint.atomic_write_bytes(path, df.to_csv(index=False).encode())
+    files.atomic_write_bytes(path, df.to_csv(index=False).encode())
     return Path(path)
 
 

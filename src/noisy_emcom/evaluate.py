@@ -29,8 +29,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import os
-import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -41,7 +39,7 @@ import ml_collections
 import numpy as np
 import pandas as pd
 
-from noisy_emcom import channels, configs, game, networks
+from noisy_emcom import channels, configs, files, game, networks
 from noisy_emcom import language as lang
 from noisy_emcom.language import IDENTIFYING_COLUMNS
 from noisy_emcom.progress import Progress
@@ -832,18 +830,6 @@ def run_test(
 # --------------------------------------------------------------------------------------------
 
 
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_table(df: pd.DataFrame, out_csv: str | Path) -> tuple[Path, Path]:
     """Write ``out_csv`` and the Parquet file beside it (same stem), each atomically.
 
@@ -853,8 +839,8 @@ def write_table(df: pd.DataFrame, out_csv: str | Path) -> tuple[Path, Path]:
     if out_csv.suffix != ".csv":
         raise ValueError(f"--out must end in .csv, got {out_csv}")
     out_parquet = out_csv.with_suffix(".parquet")
-    _atomic(out_parquet, lambda p: df.to_parquet(p, index=False))
-    _atomic(out_csv, lambda p: df.to_csv(p, index=False))
+    files.atomic_write(out_parquet, lambda p: df.to_parquet(p, index=False))
+    files.atomic_write(out_csv, lambda p: df.to_csv(p, index=False))
     return out_csv, out_parquet
 
 

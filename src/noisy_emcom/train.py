@@ -28,7 +28,7 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from noisy_emcom import channels, checkpoint, configs, networks, xla
+from noisy_emcom import channels, checkpoint, configs, files, networks, xla
 from noisy_emcom.game import Nets, make_loss_fn
 from noisy_emcom.progress import Progress
 
@@ -271,7 +271,7 @@ def _write_log(path: Path, rows: list[dict[str, Any]]) -> None:
     writer = csv.DictWriter(buf, fieldnames=LOG_COLUMNS)
     writer.writeheader()
     writer.writerows(rows)
-    checkpoint.atomic_write_bytes(path, buf.getvalue().encode())
+    files.atomic_write_bytes(path, buf.getvalue().encode())
 
 
 class _StopFlag:
@@ -386,7 +386,7 @@ def train(
 
     for folder in (run_dir, run_dir / "checkpoints"):
         if folder.is_dir():
-            checkpoint.remove_stale_temps(folder)
+            files.remove_stale_temps(folder)
     found = checkpoint.latest_valid(run_dir, accept=accept)
     resumed_from, log_rows, window = 0, [], Window({}, 0, 0.0)
     if found is not None:
@@ -400,7 +400,7 @@ def train(
         if stop_at_step is not None and resumed_from >= stop_at_step:
             return TrainResult(state, False, resumed_from)  # already there
     configs_json = configs.to_json(cfg)
-    checkpoint.atomic_write_bytes(run_dir / "config.json", configs_json.encode())
+    files.atomic_write_bytes(run_dir / "config.json", configs_json.encode())
     # The log up to the checkpoint lives in the checkpoint: a deleted or longer CSV is rebuilt.
     log_path = run_dir / "train_log.csv"
     _write_log(log_path, log_rows)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisy_emcom.data import loader
+from noisy_emcom.data import files, loader
 from noisy_emcom.data.errors import DataError
 
 NAME_PATTERN = r"^[a-z][a-z0-9_]*$"
@@ -358,11 +358,7 @@ def arrays_sha256(splits: Mapping[str, Mapping[str, np.ndarray]]) -> str:
 
 
 def write_provenance(out_dir: str | Path, record: Mapping) -> Path:
-    path = Path(out_dir) / PROVENANCE
-    tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-    tmp.replace(path)
-    return path
+    return files.save_json(Path(out_dir) / PROVENANCE, record)
 
 
 def read_provenance(data_dir: str | Path, name: str) -> dict | None:

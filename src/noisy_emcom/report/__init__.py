@@ -3,7 +3,7 @@
     from noisy_emcom.report import ReportInputs, build_report, expected_outputs
     build_report(ReportInputs(tests=[...], measures=[...]), "results/report")
 
-Modules: ``io`` (reading the per-run files, atomic writes), ``aggregate`` (run-level values,
+Modules: ``io`` (reading the per-run files), ``aggregate`` (run-level values,
 mean ± std over seeds), ``tables`` (paper-style tables as CSV, Markdown, LaTeX), ``figures``
 (seaborn/matplotlib, PNG and SVG), ``claims`` (the paper's claims, docs/science.md#claims),
 ``build`` (the whole stage, including the page ``results.md``).

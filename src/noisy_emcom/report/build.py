@@ -22,7 +22,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from noisy_emcom import language
+from noisy_emcom import files, language
 from noisy_emcom.report import aggregate as agg
 from noisy_emcom.report import claims as claims_mod
 from noisy_emcom.report import figures, tables
@@ -145,19 +145,19 @@ class _Writer:
         return self.out_dir / rel
 
     def text(self, rel: str, text: str) -> None:
-        self.written.append(rio.atomic_text(self._path(rel), text))
+        self.written.append(files.atomic_write_text(self._path(rel), text))
 
     def frame(self, stem: str, df: pd.DataFrame) -> None:
         """tables/<stem>.parquet then tables/<stem>.csv."""
         pq, csv = self._path(f"tables/{stem}.parquet"), self._path(f"tables/{stem}.csv")
         frame = df.reset_index(drop=True)
-        self.written.append(rio.atomic_write(pq, lambda p: frame.to_parquet(p, index=False)))
-        self.written.append(rio.atomic_write(csv, lambda p: frame.to_csv(p, index=False)))
+        self.written.append(files.atomic_write(pq, lambda p: frame.to_parquet(p, index=False)))
+        self.written.append(files.atomic_write(csv, lambda p: frame.to_csv(p, index=False)))
 
     def paper_table(self, table: tables.PaperTable) -> None:
         stem = table.spec.name
         csv = self._path(f"tables/{stem}.csv")
-        self.written.append(rio.atomic_write(csv, lambda p: table.wide.to_csv(p, index=False)))
+        self.written.append(files.atomic_write(csv, lambda p: table.wide.to_csv(p, index=False)))
         self.markdown[stem] = tables.to_markdown(table)
         self.text(f"tables/{stem}.md", self.markdown[stem])
         self.text(f"tables/{stem}.tex", tables.to_latex(table))
@@ -167,7 +167,7 @@ class _Writer:
             for ext in FIGURE_FORMATS:
                 path = self._path(f"figures/{stem}.{ext}")
                 self.written.append(
-                    rio.atomic_write(
+                    files.atomic_write(
                         path,
                         lambda p, e=ext: fig.savefig(p, format=e, dpi=110, bbox_inches="tight"),
                     )
@@ -185,7 +185,7 @@ class _Writer:
             for p in self.written
         ]
         body = json.dumps({**extra, "outputs": entries}, indent=1, sort_keys=True) + "\n"
-        path = rio.atomic_text(self._path(MANIFEST), body)
+        path = files.atomic_write_text(self._path(MANIFEST), body)
         self.written.append(path)
         return path
 
@@ -287,7 +287,7 @@ def build_report(
     results = claims_mod.evaluate_claims(data, options.decoding, options.rule)
     frame = claims_mod.to_frame(results)
     w.written.append(
-        rio.atomic_write(out_dir / "tables/claims.csv", lambda p: frame.to_csv(p, index=False))
+        files.atomic_write(out_dir / "tables/claims.csv", lambda p: frame.to_csv(p, index=False))
     )
     claims_md = claims_mod.to_markdown(results, options.decoding, options.rule)
     w.text("tables/claims.md", claims_md)

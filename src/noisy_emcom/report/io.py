@@ -1,4 +1,4 @@
-"""Reading the per-run result files and writing report outputs atomically.
+"""Reading the per-run result files (report outputs are written by `noisy_emcom.files`).
 
 Inputs (layout in results/README.md), always given as explicit file lists:
 - ``runs/<run_id>/tests/<test>.csv``: test rows with every identifying column (docs/tests.md);
@@ -18,10 +18,8 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import re
-import tempfile
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -311,24 +309,6 @@ def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------------
 # Writing
 # --------------------------------------------------------------------------------------------
-
-
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it to ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_text(path: Path, text: str) -> Path:
-    return atomic_write(path, lambda p: p.write_text(text, encoding="utf-8"))
 
 
 def file_digest(path: Path) -> str:
