@@ -49,8 +49,7 @@ wildcard_constraints:
 
 
 def family(dataset):
-    """imagenet | celeba | shapes, or the user dataset's own name."""
-    return dataset if dataset in OWN else dataset.split("_")[0]
+    return config_check.family(dataset, OWN)
 
 
 def dataset_version(dataset):
@@ -88,12 +87,8 @@ def run_dataset(run):
 
 def run_ids():
     """Every training run of the grid: <game>-<dataset>-b<B>-p<p>-s<seed>."""
-    t = config["train"]
-    for dataset, game, batch, seed in itertools.product(
-        t["datasets"], t["games"], t["batch_sizes"], t["seeds"]
-    ):
-        for p in t.get("nlg_noise", [0.5]) if game == "nlg" else [0.0]:
-            yield f"{game}-{dataset}-b{batch}-p{float(p)}-s{seed}"
+    for game, dataset, p, batch, seed in config_check.runs(config):
+        yield f"{game}-{dataset}-b{batch}-p{p}-s{seed}"
 
 
 def etl_dirs(run):
@@ -105,7 +100,8 @@ def etl_dirs(run):
         for task, noise, decoding in itertools.product(
             tasks, e.get("noise", [0.0]), e.get("decodings", ["sample"])
         ):
-            yield f"{RUNS}/{run}/etl/{task}-{etl_dataset}-p{float(noise)}-{decoding}"
+            p = config_check.id_number(noise, "etl.noise")
+            yield f"{RUNS}/{run}/etl/{task}-{etl_dataset}-p{p}-{decoding}"
 
 
 # Every job's script config is resolved and validated now, before any job starts.

@@ -41,7 +41,10 @@ BAD_CONFIGS = [
     ("train.overrides.training_steps", True, "train.overrides.training_steps"),
     ("train.overrides.speaker.optimizer.name", "sgd", "speaker.optimizer.name"),
     ("train.overrides.listener.vocab_size", 0, "train.overrides.listener.vocab_size"),
+    ("train.overrides.dataset.data_dir", "/elsewhere", "dataset.data_dir: set by data_dir"),
+    ("train.overrides.dataset.file", "/tmp/t.npz", "dataset.file: set by train.datasets"),
     ("train.batch_sizes", [1024], "train.batch_sizes"),
+    ("train.nlg_noise", [0.00001], "train.nlg_noise: 1e-05 is written 1e-05 in paths"),
     ("train.seeds", [-1], "seeds"),
     ("train.games", ["lg_x"], "games"),
     # eval_overrides
@@ -55,6 +58,7 @@ BAD_CONFIGS = [
     ("eval_overrides.eval.topsim_ratios", [0.2, 0.2], "eval_overrides.eval.topsim_ratios"),
     ("eval_overrides.eval.erasure_ps", [1.5], "eval_overrides.eval.erasure_ps"),
     ("eval_overrides.eval.epochs", 0, "eval_overrides.eval.epochs"),
+    ("eval_overrides.eval.checkpoint", "final", "unknown config field 'eval.checkpoint'"),
     # etl
     ("etl.overrides.etl.batch_size", 0, "etl.overrides.etl.batch_size"),
     ("etl.overrides.etl.batch_sise", 16, "did you mean 'etl.batch_size'"),
@@ -66,9 +70,13 @@ BAD_CONFIGS = [
     ("etl.overrides.etl.decoding", "greedy", "etl.overrides.etl.decoding"),
     ("etl.task_overrides.attribute.etl.noise", 0.0, "attribute.etl.noise: set by etl.noise"),
     ("etl.tasks.shapes_logits", ["attribute"], "etl.tasks.shapes_logits"),
+    ("etl.tasks.celeba_noimg", ["classification"], "etl.tasks.celeba_noimg: no run is trained"),
+    ("etl.noise", [0.00001], "etl.noise: 1e-05 is written 1e-05 in paths"),
+    ("etl.overrides.dataset.data_dir", "/elsewhere", "dataset.data_dir: set by data_dir"),
     ("etl.task_overrides.reconstruction.etl.batch_size", 1000, "reconstruction.etl.batch_size"),
     ("etl.task_overrides.attribute.etl.optimizer.name", "sgd", "attribute.etl.optimizer.name"),
     # the rest of the file
+    ("own_data.debug", {"source": "t.npy"}, "own_data.debug: dataset name 'debug' is a built-in"),
     ("train", DELETE, "'train' is a required property"),
     ("results", "out{x}", "results"),
     ("data.shapes.num_train", 0, "num_train"),

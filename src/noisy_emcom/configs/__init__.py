@@ -21,6 +21,7 @@ from typing import Any
 import ml_collections
 
 from noisy_emcom.configs import validate as validate_module
+from noisy_emcom.configs.common import eval_config
 from noisy_emcom.configs.validate import ConfigError, validate
 
 __all__ = ["ConfigError", "get_config", "parse_cli", "resolve", "set_dotted", "validate"]
@@ -215,7 +216,10 @@ def parse_cli(argv: list[str]) -> tuple[ml_collections.ConfigDict, list[str]]:
 
 def apply_eval_overrides(cfg: ml_collections.ConfigDict, overrides: Mapping[str, Any]) -> None:
     """Apply dotted `eval.*` overrides to a trained model's config in place, then resolve and
-    validate it. Only the evaluation protocol can change at test time."""
+    validate it. Only the evaluation protocol can change at test time; fields an older
+    version saved that the protocol no longer has (`eval.checkpoint`) are dropped first."""
+    for stale in set(cfg.eval) - set(eval_config()):
+        del cfg.eval[stale]
     for key, value in (overrides or {}).items():
         if not key.startswith("eval."):
             raise ConfigError(key, f"override {key!r}: only eval.* fields can change at test time")

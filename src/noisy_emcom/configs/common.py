@@ -79,7 +79,6 @@ def eval_config() -> ml_collections.ConfigDict:
             "topsim_min_games": 10,
             "topsim_meanings": ("inputs", "attributes"),
             "unknown_token_policy": "alias",
-            "checkpoint": "final",
         }
     )
 

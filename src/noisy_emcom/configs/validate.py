@@ -113,7 +113,6 @@ EVAL = _obj(
     topsim_min_games=_int(1, 10**6),
     topsim_meanings=_list(_enum("inputs", "attributes"), lo=0, unique=True),
     unknown_token_policy=_enum("alias", "embed"),
-    checkpoint=TEXT,
 )
 
 # Built-in sweep names and user dataset names (known-ness is checked by the presets).

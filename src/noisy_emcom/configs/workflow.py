@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ SET_BY_RULE = {
     "random_seed": "train.seeds",
     "channel.p_max": "train.nlg_noise",
     "dataset.name": "train.datasets",
+    "dataset.data_dir": "data_dir",
+    "dataset.file": "train.datasets",  # train.py records the table a run was trained on
+    "dataset.sha256": "train.datasets",
     "experiment": "train.games",
     "game": "train.games",
 }
@@ -34,7 +38,23 @@ SET_BY_ETL_RULE = {
     "etl.noise": "etl.noise",
     "etl.task": "etl.tasks",
     "dataset.name": "etl.tasks",
+    "dataset.data_dir": "data_dir",
 }
+
+
+def family(dataset: str, own_names: Iterable[str] = ()) -> str:
+    """imagenet | celeba | shapes, or a user dataset's own name: ETL runs on the datasets of
+    a trained run's family."""
+    return dataset if dataset in own_names else dataset.split("_")[0]
+
+
+def id_number(value: Any, where: str) -> str:
+    """A noise level as run ids and ETL folders write it, `str(float(value))`; a ConfigError
+    naming `where` when that is not plain decimal (1e-05), which the rules' paths cannot match."""
+    text = str(float(value))
+    if not re.fullmatch(r"[0-9]+\.[0-9]+", text):
+        raise ConfigError(where, f"{where}: {value} is written {text} in paths; use 0.0001 or more")
+    return text
 
 
 def format_override(value: Any) -> str:
@@ -113,7 +133,7 @@ def runs(config: Mapping) -> Iterator[tuple[str, str, str, Any, Any]]:
         t["datasets"], t["games"], t["batch_sizes"], t["seeds"]
     ):
         for p in t.get("nlg_noise", [0.5]) if game == "nlg" else [0.0]:
-            yield game, dataset, str(float(p)), batch, seed
+            yield game, dataset, id_number(p, "train.nlg_noise"), batch, seed
 
 
 def train_configs(config: Mapping) -> Iterator[tuple[str, str, ml_collections.ConfigDict]]:
@@ -154,7 +174,7 @@ def own_fields(name: str, entry: Mapping) -> tuple[str, ...]:
 
     where = f"own_data.{name}"
     try:
-        own.check_name(name, registry.DATASETS)
+        own.check_name(name, registry.RESERVED_NAMES)
         kind, path = own.source_of(entry)
         if kind == "table":
             fields = own.table_fields(path)
@@ -228,7 +248,17 @@ def check_etl(config: Mapping, marker: Callable[[str], str], own: Mapping = {}) 
         + [(f"etl.task_overrides.{t}", o) for t, o in e.get("task_overrides", {}).items()],
         SET_BY_ETL_RULE,
     )
+    own_names = config.get("own_data", {})
+    trained = {family(d, own_names) for d in config["train"]["datasets"]}
     for etl_dataset, tasks in e.get("tasks", {}).items():
+        if family(etl_dataset, own_names) not in trained:
+            where = f"etl.tasks.{etl_dataset}"
+            raise ConfigError(
+                where,
+                f"{where}: no run is trained on {family(etl_dataset, own_names)!r} data "
+                f"(train.datasets: {', '.join(config['train']['datasets'])}); ETL runs a "
+                "trained speaker on datasets of its own family",
+            )
         sizes = split_sizes(config, etl_dataset, marker)
         for task in tasks:
             if etl_dataset in own and TASK_FIELDS[task] not in own[etl_dataset]:
@@ -252,11 +282,10 @@ def check_etl(config: Mapping, marker: Callable[[str], str], own: Mapping = {}) 
             for noise, decoding in itertools.product(
                 e.get("noise", [0.0]), e.get("decodings", ["sample"])
             ):
-                job = f"{task} on {etl_dataset} at noise {float(noise)}"
+                noise = id_number(noise, "etl.noise")
+                job = f"{task} on {etl_dataset} at noise {noise}"
                 try:
-                    cfg, _ = configs.parse_cli(
-                        etl_args(config, etl_dataset, task, str(float(noise)), decoding)
-                    )
+                    cfg, _ = configs.parse_cli(etl_args(config, etl_dataset, task, noise, decoding))
                 except ConfigError as err:
                     raise _located(err, sections, "etl.overrides", job) from err
                 where = _where("etl.batch_size", sections, "etl.overrides")

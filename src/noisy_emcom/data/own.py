@@ -69,14 +69,15 @@ def image_files(folder: str) -> tuple[str, ...]:
     )
 
 
-def check_name(name: str, builtins) -> None:
-    """A user dataset name: lowercase [a-z0-9_], starting with a letter, not a built-in."""
+def check_name(name: str, reserved) -> None:
+    """A user dataset name: lowercase [a-z0-9_], starting with a letter, not `reserved`
+    (`registry.RESERVED_NAMES`: the built-in datasets and the presets' `debug`)."""
     if not re.match(NAME_PATTERN, str(name)):
         raise DataError(
             f"dataset name {name!r}: use lowercase letters, digits and '_' (starting with a "
             "letter); '-' separates the parts of a run id"
         )
-    if name in builtins:
+    if name in reserved:
         raise DataError(f"dataset name {name!r} is a built-in dataset; choose another name")
 
 

@@ -96,6 +96,9 @@ DATASETS: dict[str, DatasetSpec] = {
         ),
     )
 }
+# Names a user dataset may not take: the built-in datasets and the presets' synthetic table
+# `debug` (configs.common.DATASETS), which the scripts would load instead of the user's.
+RESERVED_NAMES = frozenset((*DATASETS, "debug"))
 # Optional fields a variant may hold (re-extracted ImageNet keeps file names).
 OPTIONAL_FIELDS = {"imagenet": ("file_name",)}
 
@@ -114,7 +117,7 @@ def user_spec(
     """The spec of a user dataset (family `own`, one TFDS dataset with every field)."""
     from noisy_emcom.data import own
 
-    own.check_name(name, DATASETS)
+    own.check_name(name, RESERVED_NAMES)
     return DatasetSpec(
         name,
         own.tfds_name(name),
@@ -149,7 +152,7 @@ def discover(data_dir, name: str | None = None) -> list[str]:
     )
     found = []
     for n in names:
-        if n in DATASETS:
+        if n in RESERVED_NAMES:
             continue
         rec = own.read_provenance(data_dir, n)
         if rec is not None and rec.get("name") == n:  # not a renamed copy of another folder
