@@ -307,6 +307,19 @@ def test_config_error_names_the_field():
     assert isinstance(err.value, KeyError) and isinstance(err.value, ValueError)
 
 
+def test_a_field_an_older_version_saved_is_dropped_at_test_time():
+    """Checkpoints of older versions carry `eval.checkpoint`, which nothing read: the tests
+    take them, and an override of that field is refused as unknown."""
+    from noisy_emcom import configs
+
+    saved = configs.get_config("lg_rlrl", "debug", {})
+    saved.eval.checkpoint = "final"
+    configs.apply_eval_overrides(saved, {"eval.epochs": 2})
+    assert "checkpoint" not in saved.eval and saved.eval.epochs == 2
+    with pytest.raises(ConfigError, match="unknown config field 'eval.checkpoint'"):
+        configs.apply_eval_overrides(saved, {"eval.checkpoint": "final"})
+
+
 def fake_dataset(data_dir: Path, tfds_name: str, sizes: dict) -> None:
     """A dataset_info.json as TFDS writes it (split sizes in `shardLengths`)."""
     info = data_dir / tfds_name / "2.0.0" / "dataset_info.json"
