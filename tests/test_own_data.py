@@ -38,6 +38,16 @@ def make_table(path: Path, n=400, d=24, classes=4, seed=1) -> Path:
     return path
 
 
+def _npz(path: Path, **arrays) -> Path:
+    """A .npz of `arrays` (e.g. X: 20 rows of 4 features, Y: their labels)."""
+    np.savez(path, **arrays)
+    return path
+
+
+X = np.ones((20, 4), np.float32)
+Y = np.arange(20) % 2
+
+
 def make_images(folder: Path, per_class=30, seed=2) -> Path:
     """PIL-drawn circles and squares (48×40 PNG, resized to 64×64 by the pipeline)."""
     rng = np.random.default_rng(seed)
@@ -238,6 +248,12 @@ def test_table_and_image_folder_through_the_whole_dag(tmp_path, data):
             lambda c: c["own_data"]["blobs"].update(table="/no/such.npz"),
             "own_data.blobs: /no/such.npz: table file not found",
         ),
+        (
+            lambda c: c["own_data"]["blobs"].update(
+                table=str(_npz(Path(c["results"]).parent / "m.npz", train=X, test=X, label=Y))
+            ),
+            "m.npz: flat arrays ['label'] mixed with per-split arrays ['test', 'train']",
+        ),
     ],
 )
 def test_refused_by_the_dry_run(tmp_path, data, change, message):
@@ -282,7 +298,7 @@ def test_parquet_npy_and_file_list_sources(tmp_path):
     assert names == ["red"] and attrs[:, 0].tolist() == [False] * 3 + [True] * 3
     assert split.tolist().count("test") == 2 and labels.tolist() == [0, 0, 0, 1, 1, 1]
     # Class names follow the label values, also past 9 (not "0", "1", "10", "2", ...).
-    many = ["path,label"] + [f"circle/000.png,{k}" for k in range(12)]
+    many = ["path,label"] + [f"circle/{k:03d}.png,{k}" for k in range(12)]  # listed, not read
     (tmp_path / "many.csv").write_text("\n".join(many) + "\n")
     classes = own.list_images(folder, tmp_path / "many.csv")[4]
     assert classes == [str(k) for k in range(12)]
@@ -340,3 +356,109 @@ def test_auto_etl_tasks_follow_the_fields_and_source_picks_the_kind(tmp_path, da
     stats = out.split("Job stats:")[1]
     jobs = {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)}
     assert jobs["etl"] == 16 and jobs["own_tfds"] == 2  # 4 tasks each × 2 games
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        (
+            {"train": X, "test": X, "label": Y},
+            "flat arrays ['label'] mixed with per-split arrays ['test', 'train']",
+        ),
+        ({"logit": X, "labels": Y}, "array 'labels' is not a table field"),
+        ({"train": X, "test": X, "valid_label": Y}, "array 'valid_label' has no features"),
+        ({"train": X, "train_logit": X, "test": X}, "arrays 'train' and 'train_logit'"),
+        ({"train": X, "test": X, "train_label": Y}, "splits hold different fields"),
+        ({"logit": X, "attribute_names": np.array(["a"])}, "'attribute_names' without"),
+        ({"valid": X, "test": X}, "needs a 'train' and a 'test' split"),
+    ],
+)
+def test_npz_layouts_the_dag_cannot_trust_are_refused_by_their_keys(tmp_path, arrays, message):
+    """table_fields (the dry run) and read_table (the build) read one layout: every array is
+    used, or the file is refused naming it."""
+    table = _npz(tmp_path / "t.npz", **arrays)
+    for read in (
+        own.table_fields,
+        own.read_table,
+        lambda t: own.build("t", tmp_path / "d", table=t),
+    ):
+        with pytest.raises(DataError, match=re.escape(message)) as err:
+            read(table)
+        assert str(table) in str(err.value)
+    assert not (tmp_path / "d").exists()
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        (
+            {"logit": X, "attributes": np.ones((20, 2)), "attribute_names": np.array(["a", "a"])},
+            "array 'attribute_names': name 'a' appears twice",
+        ),
+        (
+            {"logit": X, "attributes": np.ones((20, 2)), "attribute_names": np.array(["a", ""])},
+            "array 'attribute_names': name '' is empty",
+        ),
+        (
+            {"logit": X, "attributes": np.ones((20, 1)), "attribute_names": np.array([b"a"])},
+            "array 'attribute_names' must be a 1-D array of strings",
+        ),
+        ({"logit": X, "label": np.r_[Y[:19], 10**12]}, "array 'label' has 1000000000000 in row 19"),
+        ({"train": X, "test": X, "train_label": Y, "test_label": Y + 2**20}, "'test_label' has"),
+        ({"train": X, "test": np.ones((20, 5))}, "different widths {'train': 4, 'test': 5}"),
+    ],
+)
+def test_npz_values_are_checked_before_anything_is_built(tmp_path, arrays, message):
+    table = _npz(tmp_path / "t.npz", **arrays)
+    with pytest.raises(DataError, match=re.escape(message)) as err:
+        own.build("t", tmp_path / "d", table=table)
+    assert str(table) in str(err.value)
+    assert not (tmp_path / "d").exists()
+
+
+def test_the_largest_label_is_accepted_and_sets_the_depth(tmp_path):
+    """Sparse class ids up to 2**20 - 1 are class indices: the depth is the largest + 1."""
+    table = _npz(tmp_path / "t.npz", logit=X, label=np.where(Y == 1, 2**20 - 1, 3))
+    rec = json.loads((own.build("t", tmp_path / "d", table=table) / own.PROVENANCE).read_text())
+    assert rec["label_depth"] == 2**20
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        (["path,label"], "no rows below the header"),
+        (["path,label", "circle/000.png,-1"], "line 2, column 'label': '-1' is not an integer"),
+        (["path,label", "circle/000.png,1000000000"], "line 2, column 'label': '1000000000'"),
+        (["path,label", "circle/000.png,1e3"], "line 2, column 'label': '1e3'"),
+        (["path,label,red", "circle/000.png,0,1", "square/000.png,1"], "line 3: 2 cells"),
+        (["path,label", "circle/000.png,0,1"], "line 2: 3 cells; the header has 2 columns"),
+        (["path,label,red", "circle/000.png,0,2"], "line 2, column 'red': '2'"),
+        (["path,label,label", "circle/000.png,0,1"], "header: name 'label' appears twice"),
+        (["path,label, red", "circle/000.png,0,1"], "header: name ' red' is empty or padded"),
+        (["path,label,split", "circle/000.png,0,dev"], "line 2, column 'split': 'dev'"),
+        (["path,label", ",0"], "line 2, column 'path': empty"),
+        (
+            [
+                "path,label,split",
+                "circle/000.png,0,train",
+                "square/000.png,1,train",
+                "./circle/000.png,0,test",
+            ],
+            "line 4, column 'path': './circle/000.png' is also on line 2",
+        ),  # fmt: skip
+    ],
+)
+def test_file_list_rows_are_checked_before_anything_is_built(tmp_path, rows, message):
+    """The dry run (image_fields) and the build read the same checked rows; errors name the
+    CSV file, the line and the column."""
+    folder = make_images(tmp_path / "imgs", per_class=2)
+    file_list = tmp_path / "list.csv"
+    file_list.write_text("\n".join(rows) + "\n")
+    for read in (
+        lambda: own.image_fields(folder, file_list),
+        lambda: own.build("p", tmp_path / "d", images=folder, file_list=file_list),
+    ):
+        with pytest.raises(DataError, match=re.escape(message)) as err:
+            read()
+        assert str(file_list) in str(err.value)
+    assert not (tmp_path / "d").exists()

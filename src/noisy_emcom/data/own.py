@@ -15,6 +15,7 @@ import csv
 import functools
 import hashlib
 import json
+import os
 import re
 import zipfile
 from collections.abc import Mapping
@@ -32,6 +33,8 @@ PROVENANCE = "provenance.json"
 SPLITS = ("train", "valid", "test")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 IMAGE_SIZE = 64
+FIELDS = ("logit", "label", "attributes", "image")
+MAX_LABEL = 2**20  # labels are class indices below this (docs/data.md#your-own-data)
 
 
 def tfds_name(name: str) -> str:
@@ -98,7 +101,7 @@ def table_fields(path: str | Path) -> tuple[str, ...]:
             raise DataError(f"{path}: not a valid .npz file (not a zip archive)")
         with zipfile.ZipFile(path) as z:
             keys = {n.removesuffix(".npy") for n in z.namelist()}
-        have = {f for f in ("label", "attributes", "image") if f in keys or _split_keys(keys, f)}
+        have = set().union(*_npz_layout(path, keys).values())
     elif path.suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -113,8 +116,66 @@ def table_fields(path: str | Path) -> tuple[str, ...]:
     return ("logit", "image_id") + tuple(f for f in ("label", "attributes", "image") if f in have)
 
 
-def _split_keys(keys, field: str) -> bool:
-    return any(f"{s}_{field}" in keys for s in SPLITS)
+def _npz_layout(path: Path, keys) -> dict[str, dict[str, str]]:
+    """{split: {field: array name}} of a .npz ('' = one flat table, split here). Refused: a
+    name that is no field, flat arrays mixed with per-split ones, a field without its split's
+    features, splits with different fields, attributes without attribute_names (or back)."""
+    layout: dict[str, dict[str, str]] = {}
+    for key in sorted(set(keys) - {"attribute_names"}):
+        split, _, field = key.partition("_")
+        if key in FIELDS:
+            split, field = "", key
+        elif key in SPLITS:
+            field = "logit"
+        elif not (split in SPLITS and field in FIELDS):
+            raise DataError(
+                f"{path}: array {key!r} is not a table field; a .npz holds 'train', 'valid', "
+                "'test' (or '<split>_logit') with '<split>_label', '<split>_attributes', "
+                "'<split>_image', or flat 'logit', 'label', 'attributes', 'image', and "
+                "'attribute_names'"
+            )
+        if field in layout.setdefault(split, {}):
+            raise DataError(f"{path}: arrays {layout[split][field]!r} and {key!r} are one field")
+        layout[split][field] = key
+    if "" in layout and len(layout) > 1:
+        per_split = sorted(k for s in layout if s for k in layout[s].values())
+        raise DataError(
+            f"{path}: flat arrays {sorted(layout[''].values())} mixed with per-split arrays "
+            f"{per_split}; use one layout"
+        )
+    for split, fields in layout.items():
+        if "logit" not in fields:
+            raise DataError(
+                f"{path}: array {next(iter(fields.values()))!r} has no features for its split; "
+                + (f"give {split!r} or '{split}_logit'" if split else "give 'logit'")
+            )
+    if not layout:
+        raise DataError(
+            f"{path}: no feature array; give 'train' and 'test' (or '<split>_logit') "
+            f"or a flat 'logit' array; found {sorted(keys)}"
+        )
+    if "" not in layout and not {"train", "test"} <= set(layout):
+        raise DataError(f"{path}: needs a 'train' and a 'test' split; found {sorted(layout)}")
+    fields = [sorted(f) for f in layout.values()]
+    if any(f != fields[0] for f in fields):
+        raise DataError(f"{path}: splits hold different fields {fields}")
+    if ("attribute_names" in keys) != ("attributes" in fields[0]):
+        raise DataError(
+            f"{path}: array 'attribute_names' without attributes arrays"
+            if "attribute_names" in keys
+            else f"{path}: attributes arrays without an array 'attribute_names'"
+        )
+    return {s: layout[s] for s in ("", *SPLITS) if s in layout}
+
+
+def _check_names(where: str, names: list[str]) -> list[str]:
+    """Names (attributes, CSV columns): none empty or padded with spaces, none twice."""
+    for i, name in enumerate(names):
+        if not name or name != name.strip():
+            raise DataError(f"{where}: name {name!r} is empty or padded with spaces")
+        if name in names[:i]:
+            raise DataError(f"{where}: name {name!r} appears twice")
+    return names
 
 
 def image_fields(folder: str | Path, file_list: str | Path | None = None) -> tuple[str, ...]:
@@ -184,38 +245,30 @@ def read_table(path: str | Path, test_fraction: float = 0.25, seed: int = 0):
         splits = _split_flat(_checked(path, flat, names), test_fraction, seed)
     elif path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
-            keys = set(data.files)
-            if "attribute_names" in keys:
-                names = [str(x) for x in loader._member(path, data, "attribute_names")]
-            per_split = [s for s in SPLITS if s in keys or f"{s}_logit" in keys]
-            if per_split:
-                splits = {}
-                for s in per_split:
-                    arrays = {"logit": loader._member(path, data, s if s in keys else f"{s}_logit")}
-                    for f in ("label", "attributes", "image"):
-                        if f"{s}_{f}" in keys:
-                            arrays[f] = loader._member(path, data, f"{s}_{f}")
-                    splits[s] = _checked(path, arrays, names, s)
-            elif "logit" in keys:
-                flat = {
-                    f: loader._member(path, data, f)
-                    for f in ("logit", "label", "attributes", "image")
-                    if f in keys
-                }
-                splits = _split_flat(_checked(path, flat, names), test_fraction, seed)
-            else:
-                raise DataError(
-                    f"{path}: no feature array; give 'train' and 'test' (or '<split>_logit') "
-                    f"or a flat 'logit' array; found {sorted(keys)}"
-                )
+            layout = _npz_layout(path, data.files)
+            if "attribute_names" in data.files:
+                names = _attribute_names(path, loader._member(path, data, "attribute_names"))
+            arrays = {
+                s: {f: loader._member(path, data, k) for f, k in layout[s].items()} for s in layout
+            }
+        splits = {s: _checked(path, arrays[s], names, layout[s]) for s in layout}
+        if "" in splits:
+            splits = _split_flat(splits[""], test_fraction, seed)
     else:
         splits, names = _read_parquet(path, test_fraction, seed)
     if "train" not in splits or "test" not in splits:
         raise DataError(f"{path}: needs a 'train' and a 'test' split; found {sorted(splits)}")
-    fields = [set(a) for a in splits.values()]
-    if any(f != fields[0] for f in fields):
-        raise DataError(f"{path}: splits hold different fields {[sorted(f) for f in fields]}")
+    widths = {s: a["logit"].shape[1] for s, a in splits.items()}
+    if len(set(widths.values())) > 1:
+        raise DataError(f"{path}: splits have features of different widths {widths}")
     return splits, names
+
+
+def _attribute_names(path: Path, names: np.ndarray) -> list[str]:
+    where = f"{path}: array 'attribute_names'"
+    if names.ndim != 1 or names.dtype.kind != "U":
+        raise DataError(f"{where} must be a 1-D array of strings, got {names.dtype} {names.shape}")
+    return _check_names(where, [str(x) for x in names])
 
 
 def _read_parquet(path: Path, test_fraction: float, seed: int):
@@ -230,7 +283,7 @@ def _read_parquet(path: Path, test_fraction: float, seed: int):
     flat = {"logit": df[feats].to_numpy()}
     if "label" in df:
         flat["label"] = df["label"].to_numpy()
-    names = [c.removeprefix("attr_") for c in attrs]
+    names = _check_names(f"{path}: 'attr_' columns", [c.removeprefix("attr_") for c in attrs])
     if attrs:
         flat["attributes"] = df[attrs].to_numpy()
     flat = _checked(path, flat, names)
@@ -243,34 +296,44 @@ def _read_parquet(path: Path, test_fraction: float, seed: int):
     return {s: _take(flat, np.flatnonzero(col == s)) for s in SPLITS if (col == s).any()}, names
 
 
-def _checked(path: Path, arrays: dict, names: list[str], split: str = "") -> dict:
-    """Types and shapes of one split's arrays; errors name the file, split and field."""
-    where = f"{path}" + (f" split {split!r}" if split else "")
+def _checked(path: Path, arrays: dict, names: list[str], keys: Mapping | None = None) -> dict:
+    """Types and shapes of one table's arrays; errors name the file and the array (`keys`:
+    field → .npz array name) or the field."""
+
+    def what(field: str) -> str:
+        return f"array {keys[field]!r}" if keys else f"field {field!r}"
+
     x = arrays["logit"]
     if x.ndim != 2 or x.shape[1] == 0:
-        raise DataError(f"{where}: features have shape {x.shape}; need [N, D]")
-    x = loader._check_table(path, f"split {split!r}" if split else "the table", x)
+        raise DataError(f"{path}: {what('logit')} has shape {x.shape}; need [N, D] features")
+    x = loader._check_table(path, what("logit") if keys else "the table", x)
     out = {"logit": x}
     n = len(x)
     if "label" in arrays:
         y = arrays["label"]
         if y.shape != (n,) or y.dtype.kind not in "iu" or (n and y.min() < 0):
-            raise DataError(f"{where}: field 'label' must be [N] integers >= 0, got {y.shape}")
+            raise DataError(f"{path}: {what('label')} must be [N] integers >= 0, got {y.shape}")
+        if n and y.max() >= MAX_LABEL:
+            row = int(np.argmax(y >= MAX_LABEL))
+            raise DataError(
+                f"{path}: {what('label')} has {y[row]} in row {row}; labels are class indices "
+                f"below {MAX_LABEL}"
+            )
         out["label"] = y.astype(np.int64)
     if "attributes" in arrays:
         a = arrays["attributes"]
         if a.ndim != 2 or len(a) != n or not np.isin(a, (0, 1)).all():
-            raise DataError(f"{where}: field 'attributes' must be [N, A] of 0/1 values")
+            raise DataError(f"{path}: {what('attributes')} must be [N, A] of 0/1 values")
         if len(names) != a.shape[1]:
             raise DataError(
-                f"{where}: field 'attributes' has {a.shape[1]} columns but {len(names)} "
+                f"{path}: {what('attributes')} has {a.shape[1]} columns but {len(names)} "
                 "attribute_names"
             )
         out["attributes"] = a.astype(bool)
     if "image" in arrays:
         im = arrays["image"]
         if im.ndim != 4 or len(im) != n or im.shape[-1] != 3 or im.dtype != np.uint8:
-            raise DataError(f"{where}: field 'image' must be [N, H, W, 3] uint8, got {im.shape}")
+            raise DataError(f"{path}: {what('image')} must be [N, H, W, 3] uint8, got {im.shape}")
         out["image"] = resize_all(im)
     return out
 
@@ -295,15 +358,49 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
 
 
 def _read_list(path: Path) -> tuple[list[str], list[dict]]:
+    """A CSV file list → (header, rows {column: value}, label and attributes as int); every
+    row is checked (all cells, each image once, a known split), errors name the line."""
     if not path.is_file():
         raise DataError(f"{path}: file list not found")
     with path.open(newline="") as f:
-        reader = csv.DictReader(f)
-        rows = list(reader)
-        header = list(reader.fieldnames or [])
-    if "path" not in header:
-        raise DataError(f"{path}: the file list needs a 'path' column; columns: {header}")
+        reader = csv.reader(f)
+        header = _check_names(f"{path}: header", next(reader, []))
+        if "path" not in header:
+            raise DataError(f"{path}: the file list needs a 'path' column; columns: {header}")
+        ints = {c: 2 for c in _attr_columns(header)}  # 0/1 attributes
+        ints.update({"label": MAX_LABEL} if "label" in header else {})
+        rows, seen = [], {}
+        for cells in reader:
+            at = f"{path} line {reader.line_num}"
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                raise DataError(f"{at}: {len(cells)} cells; the header has {len(header)} columns")
+            row = dict(zip(header, cells, strict=True))
+            if not row["path"]:
+                raise DataError(f"{at}, column 'path': empty")
+            key = os.path.normpath(row["path"])
+            if key in seen:
+                raise DataError(
+                    f"{at}, column 'path': {row['path']!r} is also on line {seen[key]} "
+                    "(each image once: a test image must not be trained on)"
+                )
+            seen[key] = reader.line_num
+            if "split" in row and row["split"] not in SPLITS:
+                raise DataError(f"{at}, column 'split': {row['split']!r}; use train, valid or test")
+            for col, stop in ints.items():
+                row[col] = _int_cell(at, col, row[col], stop)
+            rows.append(row)
+    if not rows:
+        raise DataError(f"{path}: no rows below the header")
     return header, rows
+
+
+def _int_cell(at: str, column: str, text: str, stop: int) -> int:
+    """An integer cell in 0..stop-1 (plain digits); errors name the line and column."""
+    if not re.fullmatch(r"[0-9]{1,9}", text.strip()) or int(text) >= stop:
+        raise DataError(f"{at}, column {column!r}: {text!r} is not an integer in 0..{stop - 1}")
+    return int(text)
 
 
 def _attr_columns(header: list[str]) -> list[str]:
@@ -318,16 +415,11 @@ def list_images(folder: str | Path, file_list: str | Path | None = None):
         header, rows = _read_list(Path(file_list))
         paths = [folder / r["path"] for r in rows]
         cols = _attr_columns(header)
-        try:
-            labels = np.array([int(r["label"]) for r in rows]) if "label" in header else None
-            attrs = np.array([[int(r[c]) for c in cols] for r in rows]) if cols else None
-        except ValueError as e:
-            raise DataError(f"{file_list}: 'label' and attribute columns are integers ({e})") from e
-        if attrs is not None and not np.isin(attrs, (0, 1)).all():
-            raise DataError(f"{file_list}: attribute columns hold 0 or 1")
+        labels = np.array([r["label"] for r in rows]) if "label" in header else None
+        attrs = np.array([[r[c] for c in cols] for r in rows], bool) if cols else None
         splits = np.array([r["split"] for r in rows]) if "split" in header else None
         classes = [str(c) for c in range(int(labels.max()) + 1)] if labels is not None else []
-        return paths, labels, None if attrs is None else attrs.astype(bool), cols, classes, splits
+        return paths, labels, attrs, cols, classes, splits
     classes = sorted(p.name for p in folder.iterdir() if p.is_dir()) if folder.is_dir() else []
     if len(classes) < 2:
         raise DataError(f"{folder}: needs one sub-folder per class (at least 2) or a file_list")
@@ -447,9 +539,6 @@ def read_images(
     images = np.stack([thumbnail(decode_rgb(p)) for p in paths])
     n = len(paths)
     if split_col is not None:
-        unknown = sorted(set(split_col) - set(SPLITS))
-        if unknown:
-            raise DataError(f"{file_list}: column 'split' has {unknown[0]!r}")
         parts = {s: np.flatnonzero(split_col == s) for s in SPLITS if (split_col == s).any()}
     else:
         parts = split_rows(n, labels, test_fraction, seed)
