@@ -1,7 +1,9 @@
 # Path helpers and the experiment grid; no science here.
+import functools
 import itertools
 import math
 
+from noisy_emcom.configs import parse_cli
 from noisy_emcom.configs.workflow import etl_args, override_args, train_args
 from noisy_emcom.data.own import source_of as own_source
 from noisy_emcom.data.own import image_files as own_image_files
@@ -195,15 +197,28 @@ def table_mb(dataset):
     return 1 + (n if n is not None else TRAIN_EXAMPLES[family(dataset)]) * FEATURE_BYTES // 2**20
 
 
+# The resolved script configs of the jobs (those the DAG check validated): the resources come
+# from their values, not from the config file's (`--config` gives nested values as text).
+@functools.cache
+def train_job_config(game, dataset, p, batch, seed):
+    return parse_cli(train_args(config, game, dataset, p, batch, seed))[0]
+
+
+@functools.cache
+def etl_job_config(etl_dataset, task, noise, decoding):
+    return parse_cli(etl_args(config, etl_dataset, task, noise, decoding))[0]
+
+
 def train_runtime(wildcards, attempt):
-    steps = config["train"].get("overrides", {}).get("training_steps", 750_000)
-    return attempt * (10 + math.ceil(steps * (1 + int(wildcards.batch) / 64) / (200 * 60)))
+    w = wildcards
+    cfg = train_job_config(w.game, w.dataset, w.p, w.batch, w.seed)
+    return attempt * (10 + math.ceil(cfg.training_steps * (1 + cfg.batch_size / 64) / (200 * 60)))
 
 
 def etl_runtime(wildcards, attempt):
-    o = {**ETL.get("overrides", {}), **ETL.get("task_overrides", {}).get(wildcards.task, {})}
-    examples = (o.get("etl.training_steps") or 10_000) * (o.get("etl.batch_size") or 128)
-    return attempt * (10 + math.ceil(examples / (128 * 60)))
+    w = wildcards
+    cfg = etl_job_config(w.etl_dataset, w.task, w.noise, w.decoding).etl
+    return attempt * (10 + math.ceil(cfg.training_steps * cfg.batch_size / (128 * 60)))
 
 
 def eval_runtime(wildcards, attempt):

@@ -123,13 +123,17 @@ def test_conda_envs_parse_and_agree_with_pyproject():
 @pytest.mark.xdist_group("workflow")
 def test_quick_config_end_to_end(tmp_path):
     """Also: paths reach the shells quoted. The results folder's name has a space, a quote and
-    a `;` that would run `touch PWNED` if any rule pasted it unquoted."""
+    a `;` that would run `touch PWNED` if any rule pasted it unquoted. The step counts are
+    given again by `--config`, which passes nested values as text ('20'): the jobs' resources
+    are computed from the resolved configs, not from the text."""
     results = tmp_path / "out dir; touch PWNED; it's"
     cfg = yaml.safe_load((ROOT / "config/quick.yaml").read_text())
     cfg.update(results=str(results), data_dir=f"{results}/tf ds")
     config = tmp_path / "quick.yaml"
     config.write_text(yaml.safe_dump(cfg))
-    overrides = ["--configfile", str(config)]
+    overrides = ["--configfile", str(config), "--config",
+                 "train={overrides: {training_steps: 20}}",
+                 "etl={overrides: {etl.training_steps: 10}}"]  # fmt: skip
     snakemake("--cores", "2", *overrides)
     assert not (ROOT / "PWNED").exists() and not list(tmp_path.rglob("PWNED"))
     assert (results / "tf ds" / "shapes_logits" / "2.0.0" / "dataset_info.json").is_file()
