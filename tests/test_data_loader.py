@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -284,3 +285,35 @@ def test_empty_split_is_refused(tmp_path):
     bad = {"train": {"logit": np.zeros((2, 4), np.float32), "label": np.zeros(3, np.int64)}}
     with pytest.raises(DataError, match="array 'label' has shape"):
         tfds_io.write_dataset(spec, "2.0.0", tmp_path, bad, feature_dim=4)
+
+
+def test_damaged_shard_and_stray_folder(tmp_path, capsys):
+    """A folder that is not a version `X.Y.Z` (a backup) is ignored; a truncated array_record
+    shard is a DataError naming the shard, which train.py prints as one `error:` line."""
+    from faultkit import load_script, train_args
+
+    spec = registry.get_spec("imagenet")
+    rng = np.random.default_rng(0)
+    splits = {
+        s: {"logit": rng.random((n, 2048), dtype=np.float32), "label": np.arange(n)}
+        for s, n in (("train", 40), ("test", 8))
+    }
+    out = tfds_io.write_dataset(spec, "2.0.0", tmp_path, splits, feature_dim=2048)
+    shutil.copytree(out, out.parent / "2.0.0.bak")
+    assert tfds_io.versions(tmp_path, spec.tfds_name) == ["2.0.0"]
+    assert loader.load_split("imagenet", "train", tmp_path)["logit"].shape == (40, 2048)
+
+    shard = next(out.glob("*-train.array_record-*"))
+    whole = shard.read_bytes()
+    message = f"{shard}: cannot read the records of split 'train' .*truncated"
+    for cut in (len(whole) // 2, 100):  # past the 64 KiB minimum, and below it
+        shard.write_bytes(whole[:cut])
+        with pytest.raises(DataError, match=message):
+            loader.load_split("imagenet", "train", tmp_path)
+        with pytest.raises(DataError, match=message):
+            loader.open_stream("imagenet", "train", tmp_path).gather([3, 1])
+    argv = [*train_args(tmp_path / "run"), "--dataset", "imagenet", "--data-dir", str(tmp_path)]
+    assert load_script("train").main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith(f"error: {shard}: cannot read the records")
+    assert not (tmp_path / "run" / "final.ckpt").exists()

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -200,7 +202,7 @@ def write_run(root: Path, game: str, seed: int, etl: bool = True) -> dict[str, l
 
     log = pd.DataFrame({c: np.nan for c in LOG_COLUMNS}, index=range(11))
     log["step"] = np.arange(0, 1100, 100)
-    log["accuracy"] = log["step"] / 1000 * BASE[game][16] + OFFSET[seed]
+    log["accuracy"] = (log["step"] / 1000 * BASE[game][16] + OFFSET[seed]).clip(0, 1)
     log["channel_p"] = 0.0
     log.to_csv(run / "train_log.csv", index=False)
     files["train_logs"].append(run / "train_log.csv")
@@ -538,3 +540,140 @@ def test_every_figure_and_table_has_a_caption():
     stems = {s for s in stems if s.startswith(("fig_", "table_")) or s == "claims"}
     assert stems and all((captions / f"{s}.rst").read_text().strip() for s in stems)
     assert (captions.parent / "workflow.rst").exists()
+
+
+def _set_cell(path: Path, column: str, value: str, where: tuple[str, str] | None = None) -> int:
+    """Write ``value`` into ``column`` of the first data row of a CSV file (the first whose
+    column where[0] is where[1]) → that row's line number."""
+    rows = list(csv.reader(path.open(newline="")))
+    header = rows[0]
+    line = (
+        2
+        if where is None
+        else 1 + next(i for i, r in enumerate(rows) if i and r[header.index(where[0])] == where[1])
+    )
+    rows[line - 1][header.index(column)] = value
+    with path.open("w", newline="") as f:
+        csv.writer(f, lineterminator="\n").writerows(rows)
+    return line
+
+
+def _cut(path: Path, newline: bool) -> int:
+    """Cut a CSV file in the middle of its third line (keeping a final newline or not)."""
+    lines = path.read_text().split("\n")
+    kept = "\n".join(lines[:2]) + "\n" + lines[2][: len(lines[2]) // 2]
+    path.write_text(kept + ("\n" if newline else ""))
+    return 3
+
+
+CHANNEL = "runs/lg_s-shapes_logits-b64-p0.0-s0/tests/testchannel.csv"
+RUN = "runs/nlg-shapes_logits-b64-p0.5-s2"
+ETL = f"{RUN}/etl/attribute-shapes_noimg-p0.5-sample"
+# case: (file, damage(path) → line, message after "<file>, line <line>")
+BAD_INPUTS = {
+    "truncated mid-row": (
+        CHANNEL,
+        lambda f: _cut(f, newline=False),
+        ": the file ends in the middle of a line",
+    ),
+    "row of too few fields": (
+        CHANNEL,
+        lambda f: _cut(f, newline=True),
+        r": \d+ fields where the header has \d+",
+    ),
+    "garbled number": (
+        CHANNEL,
+        lambda f: _set_cell(f, "accuracy", "0.8x"),
+        ", column 'accuracy': '0.8x' is not a number",
+    ),
+    "accuracy above 1": (
+        CHANNEL,
+        lambda f: _set_cell(f, "accuracy", "7.5"),
+        r", column 'accuracy': 7.5 is outside \[0, 1\]",
+    ),
+    "empty seed": (CHANNEL, lambda f: _set_cell(f, "seed", ""), ", column 'seed': empty"),
+    "fractional count": (
+        CHANNEL,
+        lambda f: _set_cell(f, "n_games", "10.5"),
+        ", column 'n_games': '10.5' is not a whole number",
+    ),
+    "negative entropy": (
+        CHANNEL,
+        lambda f: _set_cell(f, "speaker_entropy", "-0.1"),
+        r", column 'speaker_entropy': -0.1 is outside \[0, inf\]",
+    ),
+    "measure out of range": (
+        f"{RUN}/measures.csv",
+        lambda f: _set_cell(f, "value", "1.5", ("measure", "unique_message_ratio")),
+        r", column 'value' \(measure 'unique_message_ratio'\): 1.5 is outside \[0, 1\]",
+    ),
+    "train log step": (
+        f"{RUN}/train_log.csv",
+        lambda f: _set_cell(f, "step", "1e"),
+        ", column 'step': '1e' is not a number",
+    ),
+    "ETL metric out of range": (
+        f"{ETL}/results.csv",
+        lambda f: _set_cell(f, "value", "1.2", ("metric", "accuracy_color")),
+        r", column 'value' \(metric 'accuracy_color'\): 1.2 is outside \[0, 1\]",
+    ),
+    "negative ETL loss": (
+        f"{ETL}/curve.csv",
+        lambda f: _set_cell(f, "loss", "-2"),
+        r", column 'loss': -2 is outside \[0, inf\]",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_INPUTS))
+def test_bad_input_is_refused_naming_file_line_and_column(grid, tmp_path, case):
+    """Every family is read and checked before anything is written: a bad file (here the
+    last family read, ETL, included) leaves the previous report as it was."""
+    root, files = grid
+    copy = tmp_path / "results"
+    shutil.copytree(root / "runs", copy / "runs")
+    moved = {fam: [copy / p.relative_to(root) for p in paths] for fam, paths in files.items()}
+    name, damage, message = BAD_INPUTS[case]
+    path = copy / name
+    line = damage(path)
+    out = tmp_path / "report"
+    (out / "tables").mkdir(parents=True)
+    (out / "manifest.json").write_text("previous\n")
+    (out / "tables/table_channel.md").write_text("previous table\n")
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    with pytest.raises(ReportInputError, match=f"^{path}, line {line}{message}"):
+        build_report(ReportInputs(**moved), out)
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_parquet_input_and_empty_file_are_checked(grid, tmp_path):
+    root, files = grid
+    rows = pd.read_parquet((root / CHANNEL).with_suffix(".parquet"))
+    rows.loc[1, "fano_bound"] = 1.5
+    rows.to_parquet(tmp_path / "testchannel.parquet", index=False)
+    with pytest.raises(ReportInputError, match=r"testchannel.parquet, row 2, column 'fano_bound'"):
+        rio.read_tests([tmp_path / "testchannel.parquet"])
+    (tmp_path / "testmessage.csv").write_text("")
+    with pytest.raises(ReportInputError, match=r"testmessage.csv: empty file"):
+        rio.read_tests([tmp_path / "testmessage.csv"])
+
+
+def test_empty_values_by_design_pass(grid, tmp_path):
+    """NaN where the docs allow it: topsim of a setting whose batches are all undefined, a
+    measure that is undefined, LG(S)'s RL statistics in train_log.csv, unused identifying
+    columns (channel_p of the message test)."""
+    root, files = grid
+    run = root / RUN
+    topsim = tmp_path / "testtopsim.csv"
+    shutil.copy(run / "tests/testtopsim.csv", topsim)
+    _set_cell(topsim, "topsim", "")
+    _set_cell(topsim, "n_nan_batches", "10")
+    assert rio.read_tests([topsim])["testtopsim"]["topsim"].isna().sum() == 1
+    measures = tmp_path / "measures.csv"
+    shutil.copy(run / "measures.csv", measures)
+    _set_cell(measures, "value", "", ("measure", "redundancy"))
+    assert rio.read_measures([measures])["value"].isna().sum() == 1
+    message = rio.read_tests([run / "tests/testmessage.csv"])["testmessage"]
+    assert message["channel_p"].isna().all()
+    logs = rio.read_train_logs([root / "runs/lg_s-shapes_logits-b64-p0.0-s0/train_log.csv"])
+    assert logs["listener_value"].isna().all() and logs["accuracy"].notna().all()

@@ -130,8 +130,14 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     study = yaml.safe_load(args.config.read_text())
     if args.run:
+        from noisy_emcom.data.errors import DataError
+
         group, game, seed = args.run
-        train_and_evaluate(study, group, game, int(seed))
+        try:
+            train_and_evaluate(study, group, game, int(seed))
+        except DataError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
         return 0
     if not args.report_only:
         runs = [r for r in plan(study) if not (run_dir(study, *r) / "final.ckpt").exists()]

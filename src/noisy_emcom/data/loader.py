@@ -197,14 +197,31 @@ def _read_rows(
     slow = [f for f, cols in fast.items() if cols is None]
     out: dict[str, np.ndarray] = {}
     columns = [c for cols in fast.values() if cols for c in cols]
-    records = source.data_source.__getitems__([int(i) for i in indices])  # read once
-    if columns:
-        out.update(_parse_columns(records, columns))
-    if slow:
-        rows = [features.deserialize_example_np(r) for r in records]
-        for field in slow:
-            out.update(_stack(spec, field, rows))
+    try:
+        records = source.data_source.__getitems__([int(i) for i in indices])  # read once
+        empty = [int(i) for i, r in zip(indices, records, strict=True) if not r]
+        if empty:  # what a truncated shard yields past its end
+            raise ValueError(f"record {empty[0]} is empty")
+        if columns:
+            out.update(_parse_columns(records, columns))
+        if slow:
+            rows = [features.deserialize_example_np(r) for r in records]
+            for field in slow:
+                out.update(_stack(spec, field, rows))
+    except Exception as e:  # noqa: BLE001 (array_record, protobuf and shape errors)
+        raise DataError(
+            f"{_shard_names(source, indices)}: cannot read the records of split "
+            f"{source.split!r} ({e}); the file is damaged (truncated?): rebuild the dataset"
+        ) from e
     return {k: out[k] for f in fields for k in _feature_keys(f)}
+
+
+def _shard_names(source, indices: np.ndarray) -> str:
+    """The array_record file(s) holding records `indices` of a TFDS split source."""
+    shards = source.dataset_info.splits[source.split].file_instructions
+    ends = np.cumsum([f.take for f in shards])
+    hit = sorted(set(np.searchsorted(ends, np.asarray(indices), side="right").tolist()))
+    return ", ".join(shards[i].filename for i in hit if i < len(shards))
 
 
 def _empty(spec: DatasetSpec, field: str, source) -> dict[str, np.ndarray]:

@@ -9,6 +9,7 @@ the given order (shuffling disabled), so all variants of a family share split or
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,6 +22,7 @@ from noisy_emcom.data.errors import DataError
 from noisy_emcom.data.registry import OPTIONAL_FIELDS, DatasetSpec
 
 FILE_FORMAT = "array_record"
+VERSION_FOLDER = re.compile(r"\d+\.\d+\.\d+")  # a version folder's name
 
 DESCRIPTIONS = {
     "imagenet": "ILSVRC-2012 images encoded by the BYOL ResNet-50 (1x) trunk: 2048-d pooled "
@@ -205,11 +207,16 @@ def write_dataset(
 
 
 def versions(data_dir: str | Path, tfds_name: str) -> list[str]:
-    """Prepared versions (folders with dataset_info.json), ascending."""
+    """Prepared versions (folders `X.Y.Z` with dataset_info.json), ascending; other folders
+    (a backup `1.0.0.bak/`, TFDS's `incomplete.*`) are ignored."""
     root = Path(data_dir) / tfds_name
     if not root.is_dir():
         return []
-    found = [p.name for p in root.iterdir() if (p / "dataset_info.json").is_file()]
+    found = [
+        p.name
+        for p in root.iterdir()
+        if VERSION_FOLDER.fullmatch(p.name) and (p / "dataset_info.json").is_file()
+    ]
     return sorted(found, key=lambda v: tuple(int(x) for x in v.split(".")))
 
 

@@ -241,7 +241,8 @@ def build_report(
     inputs: ReportInputs, out_dir: str | Path, options: ReportOptions | None = None
 ) -> list[Path]:
     """Write every output of the present families under ``out_dir``; returns their paths
-    (``manifest.json`` last)."""
+    (``manifest.json`` last). Every input is read and checked first: a ReportInputError
+    leaves ``out_dir`` untouched."""
     options = options or ReportOptions()
     out_dir = Path(out_dir)
     data = load_inputs(inputs)

@@ -10,12 +10,18 @@ Inputs (layout in results/README.md), always given as explicit file lists:
   ``metric, value``) and ``curve.csv`` (the ETL learning curve); identity columns missing
   from a file are filled from ``config.json`` / the run id and from the ETL directory name.
 
+Each file is checked as it is read (truncated rows, text in numeric columns, empty identifying
+values, values outside their range: docs/tests.md#what-the-report-stage-accepts); errors are
+ReportInputErrors naming the file, the line and the column.
+
 Nothing here imports JAX: the report stage runs on the result files only.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import math
 import re
@@ -61,6 +67,66 @@ RUN_COLUMNS: tuple[str, ...] = (
 
 STRING_COLUMNS = language.STR_COLUMNS | {"task", "etl_dataset", "metric"}
 INT_COLUMNS = language.INT_COLUMNS | {"etl_seed", "etl_steps", "step"}
+
+UNIT, NON_NEGATIVE, CORRELATION = (0.0, 1.0), (0.0, math.inf), (-1.0, 1.0)
+COLUMN_RANGES: dict[str, tuple[float, float]] = {
+    # accuracies, fractions and probabilities (docs/tests.md, train.LOG_COLUMNS, docs/etl.md)
+    **dict.fromkeys(
+        ("accuracy", "accuracy_batch_std", "greedy_accuracy", "rank5_accuracy",
+         "erased_fraction", "fano_bound", "fano_bound_tight", "channel_p", "train_noise",
+         "etl_noise"),
+        UNIT,
+    ),
+    # counts, sizes, seeds and steps; entropies, capacities, ETL losses, speeds
+    **dict.fromkeys(INT_COLUMNS, NON_NEGATIVE),
+    **dict.fromkeys(
+        ("speaker_entropy", "listener_entropy", "capacity_bits", "input_noise", "loss", "mse",
+         "steps_per_second"),
+        NON_NEGATIVE,
+    ),
+    "topsim": CORRELATION,
+    "reward": CORRELATION,  # the mean of rewards 0/1 (LG(S)) or ±1 (RL)
+}  # fmt: skip
+"""Range of a column's values, wherever it appears; an empty cell (NaN) passes."""
+NUMERIC_COLUMNS = {*INT_COLUMNS, *COLUMN_RANGES, "value"}
+"""Columns that hold numbers in every file (any other column holding a number must too)."""
+
+MEASURE_RANGES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(
+        ("position_entropy", "mean_position_entropy", "unigram_entropy", "n_messages",
+         "topsim_nan_batches", "accuracy_erased_norm", "redundancy"),
+        NON_NEGATIVE,
+    ),
+    **dict.fromkeys(
+        ("unique_message_ratio", "accuracy_erased_mean", "accuracy_erased_min",
+         "accuracy_erased_max", "erasure_weight"),
+        UNIT,
+    ),
+    "topsim": CORRELATION,
+    "erasure_sensitivity": CORRELATION,  # a difference of two accuracies
+    "effective_positions": (1.0, math.inf),  # 2^H with H ≥ 0
+}  # fmt: skip
+"""Range of ``value`` per ``measure`` of measures.csv (docs/tests.md, language measures)."""
+
+ETL_METRIC_RANGES: dict[str, tuple[float, float]] = {
+    **dict.fromkeys(("loss", "mse", "baseline_mse", "n_games"), NON_NEGATIVE),
+    "erased_fraction": UNIT,
+}
+"""Range of ``value`` per ``metric`` of an ETL results.csv (docs/etl.md); besides these, every
+metric named ``*accuracy*`` is in [0, 1]."""
+
+TEST_REQUIRED: tuple[str, ...] = (
+    *RUN_COLUMNS,
+    "checkpoint_step",
+    "test",
+    "eval_batch_size",
+    "channel",
+    "decoding",
+    "eval_seed",
+    "repetition",
+    "n_epochs",
+)
+"""Identifying columns that no test or measures row leaves empty (docs/tests.md#result-rows)."""
 
 _RUN_ID = re.compile(
     r"^(?P<game>[^-]+)-(?P<dataset>.+)-b(?P<b>\d+)-p(?P<p>\d+(?:\.\d*)?)-s(?P<seed>\d+)$"
@@ -160,24 +226,115 @@ def normalise_types(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def read_result_file(path: str | Path) -> pd.DataFrame:
-    """One result table (``.csv`` or ``.parquet``) with normalised column types."""
+def read_result_file(path: str | Path, required: Sequence[str] = ()) -> pd.DataFrame:
+    """One result table (``.csv`` or ``.parquet``) with normalised column types, indexed by
+    line (CSV) or row (Parquet) number. Refused with a ReportInputError naming the file, the
+    line and the column: a CSV cut short or with a row of the wrong number of fields, a value
+    that is not a number in a numeric column, a fractional count, a value outside
+    ``COLUMN_RANGES`` and an empty cell in a ``required`` column."""
     path = Path(path)
     if not path.exists():
         raise ReportInputError(f"input file {path} does not exist")
     try:
         if path.suffix == ".parquet":
             df = pd.read_parquet(path)
+            df.index = pd.RangeIndex(1, len(df) + 1)
         else:
-            header = pd.read_csv(path, nrows=0).columns
+            text = path.read_text(encoding="utf-8")
+            header, lines = _csv_lines(path, text)
             df = pd.read_csv(
-                path,
+                io.StringIO(text),
                 dtype={c: "string" for c in header if c in STRING_COLUMNS},
                 keep_default_na=True,
             )
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError) as err:
+            if len(df) != len(lines):
+                raise ReportInputError(f"{path}: {len(df)} rows read from {len(lines)} lines")
+            df.index = pd.Index(lines)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, UnicodeError) as err:
         raise ReportInputError(f"{path}: cannot read ({err})") from err
-    return normalise_types(df)
+    _check_numbers(df, path)
+    df = normalise_types(df)
+    for c in df.columns.intersection(list(COLUMN_RANGES)):
+        _check_range(df, path, c, *COLUMN_RANGES[c])
+    _require_values(df, path, required)
+    return df
+
+
+def _csv_lines(path: Path, text: str) -> tuple[list[str], list[int]]:
+    """Header and line number of each data row of a CSV text; refuses a text that ends
+    mid-line (a truncated file) and rows whose number of fields differs from the header's.
+    Blank lines are skipped, as pandas does."""
+    if not text:
+        raise ReportInputError(f"{path}: empty file (no header line)")
+    if not text.endswith("\n"):
+        n = text.count("\n") + 1
+        raise ReportInputError(
+            f"{path}, line {n}: the file ends in the middle of a line (truncated?)"
+        )
+    reader = csv.reader(io.StringIO(text))
+    header = next(reader)
+    lines, start = [], reader.line_num + 1
+    for row in reader:
+        if row and len(row) != len(header):
+            raise ReportInputError(
+                f"{path}, line {start}: {len(row)} fields where the header has {len(header)} "
+                "(a truncated or garbled row)"
+            )
+        if row:
+            lines.append(start)
+        start = reader.line_num + 1
+    return header, lines
+
+
+def _at(path: Path, index: object) -> str:
+    return f"{path}, {'row' if path.suffix == '.parquet' else 'line'} {index}"
+
+
+def _check_numbers(df: pd.DataFrame, path: Path) -> None:
+    """Refuse text in a numeric column (a known one, or one holding numbers elsewhere) and a
+    fraction in an integer column."""
+    for c in df.columns:
+        if c in STRING_COLUMNS or pd.api.types.is_bool_dtype(df[c]):
+            continue
+        values = pd.to_numeric(df[c], errors="coerce")
+        if c not in NUMERIC_COLUMNS and values.isna().all():
+            continue  # a text column
+        bad = df[c].notna() & values.isna()
+        if c in INT_COLUMNS:
+            bad |= values.notna() & (values % 1 != 0)
+        if bad.any():
+            i = bad.idxmax()
+            kind = "a whole number" if pd.notna(values[i]) else "a number"
+            raise ReportInputError(f"{_at(path, i)}, column {c!r}: {str(df[c][i])!r} is not {kind}")
+
+
+def _check_range(df: pd.DataFrame, path: Path, column: str, lo, hi, key: str = "") -> None:
+    """Refuse values of ``column`` outside [lo, hi] (scalars, or per-row Series for a long
+    table whose rows are told apart by ``key``); NaN passes (empty by design in places)."""
+    values = df[column].astype("float64")
+    bad = (values < lo) | (values > hi)
+    if bad.any():
+        i = bad.idxmax()
+        low, high = (b[i] if isinstance(b, pd.Series) else b for b in (lo, hi))
+        of = f" ({key} {df[key][i]!r})" if key else ""
+        raise ReportInputError(
+            f"{_at(path, i)}, column {column!r}{of}: {values[i]:g} is outside [{low:g}, {high:g}]"
+        )
+
+
+def _check_long(df: pd.DataFrame, path: Path, key: str, range_of) -> None:
+    """Range of ``value`` per ``key`` (measure, metric) of a long table: ``range_of(name)``,
+    None for any value."""
+    bounds = [range_of(k) or (-math.inf, math.inf) for k in df[key].astype(str)]
+    lo = pd.Series([b[0] for b in bounds], index=df.index)
+    hi = pd.Series([b[1] for b in bounds], index=df.index)
+    _check_range(df, path, "value", lo, hi, key)
+
+
+def _require_values(df: pd.DataFrame, path: Path, columns: Iterable[str]) -> None:
+    for c in columns:
+        if c in df.columns and df[c].isna().any():
+            raise ReportInputError(f"{_at(path, df[c].isna().idxmax())}, column {c!r}: empty")
 
 
 def _require(df: pd.DataFrame, columns: Iterable[str], path: Path, what: str) -> None:
@@ -204,7 +361,7 @@ def read_tests(paths: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
     parts: dict[str, list[pd.DataFrame]] = {}
     for p in paths:
         p = Path(p)
-        df = read_result_file(p)
+        df = read_result_file(p, (*TEST_REQUIRED, "accuracy", *TOPSIM_KEY_COLUMNS))
         name = test_name_of(p, df)
         needed = [*IDENTIFYING_COLUMNS, "accuracy"]
         if name == "testtopsim":
@@ -218,8 +375,9 @@ def read_measures(paths: Sequence[str | Path]) -> pd.DataFrame:
     frames = []
     for p in paths:
         p = Path(p)
-        df = read_result_file(p)
+        df = read_result_file(p, (*TEST_REQUIRED, "measure"))
         _require(df, [*IDENTIFYING_COLUMNS, *MEASURE_KEY_COLUMNS, "value"], p, "measures")
+        _check_long(df, p, "measure", MEASURE_RANGES.get)
         frames.append(df)
     return concat(frames)
 
@@ -229,7 +387,7 @@ def read_train_logs(paths: Sequence[str | Path]) -> pd.DataFrame:
     frames = []
     for p in paths:
         p = Path(p)
-        df = read_result_file(p)
+        df = read_result_file(p, ("step",))
         _require(df, ["step", "accuracy"], p, "train log")
         ident = run_identity(p.parent)
         for c in reversed(RUN_COLUMNS):
@@ -269,15 +427,21 @@ def _fill_identity(df: pd.DataFrame, ident: dict[str, object], path: Path, neede
             f"{path}: ETL file lacks column(s) {missing} and its location "
             "(runs/<run_id>/etl/<task>-<etl_dataset>-p<noise>-<decoding>/) does not give them"
         )
+    _require_values(df, path, needed)
     return normalise_types(df)
+
+
+def _etl_metric_range(metric: str) -> tuple[float, float] | None:
+    return ETL_METRIC_RANGES.get(metric) or (UNIT if "accuracy" in metric else None)
 
 
 def read_etl_results(paths: Sequence[str | Path]) -> pd.DataFrame:
     frames = []
     for p in paths:
         p = Path(p)
-        df = read_result_file(p)
+        df = read_result_file(p, ("metric",))
         _require(df, ["metric", "value"], p, "ETL results")
+        _check_long(df, p, "metric", _etl_metric_range)
         frames.append(
             _fill_identity(df, _etl_identity(p), p, [*RUN_COLUMNS, "task", "etl_noise", "metric"])
         )
@@ -288,7 +452,7 @@ def read_etl_curves(paths: Sequence[str | Path]) -> pd.DataFrame:
     frames = []
     for p in paths:
         p = Path(p)
-        df = read_result_file(p)
+        df = read_result_file(p, ("step",))
         _require(df, ["step"], p, "ETL curve")
         frames.append(_fill_identity(df, _etl_identity(p), p, [*RUN_COLUMNS, "task", "etl_noise"]))
     return concat(frames)
