@@ -208,6 +208,8 @@ def _read_rows(
             rows = [features.deserialize_example_np(r) for r in records]
             for field in slow:
                 out.update(_stack(spec, field, rows))
+    except DataError:
+        raise
     except Exception as e:  # noqa: BLE001 (array_record, protobuf and shape errors)
         raise DataError(
             f"{_shard_names(source, indices)}: cannot read the records of split "
