@@ -24,8 +24,8 @@ rule shapes_raw:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/make_shapes.py --split {wildcards.split:q} --num {params.num:q}"
-        " --seed {params.seed:q} --out {output:q} > {log:q} 2>&1"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/make_shapes.py --split {wildcards.split:q} --num {params.num:q}"
+        " --seed {params.seed:q} --out {output:q}"
 
 
 rule shapes_encoder:
@@ -47,10 +47,10 @@ rule shapes_encoder:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/train_encoder.py --train {input:q} --out-params {output.params:q}"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/train_encoder.py --train {input:q} --out-params {output.params:q}"
         " --out-metrics {output.metrics:q} --width {params.enc[width]}"
         " --steps {params.enc[steps]} --batch-size {params.enc[batch_size]}"
-        " --learning-rate {params.enc[learning_rate]} --seed {params.enc[seed]} > {log:q} 2>&1"
+        " --learning-rate {params.enc[learning_rate]} --seed {params.enc[seed]}"
 
 
 rule shapes_features:
@@ -70,8 +70,8 @@ rule shapes_features:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/encode_shapes.py --params {input.params:q} --raw {input.raw:q}"
-        " --out {output:q} > {log:q} 2>&1"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/encode_shapes.py --params {input.params:q} --raw {input.raw:q}"
+        " --out {output:q}"
 
 
 SPLITS = ("train", "valid", "test")
@@ -102,9 +102,9 @@ rule shapes_tfds:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/build_tfds.py --family shapes --data-dir {params.data_dir:q} --overwrite"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/build_tfds.py --family shapes --data-dir {params.data_dir:q} --overwrite"
         " {params.raw:q} {params.features:q} --encoder-params {input.params:q}"
-        " --encoder-metrics {input.metrics:q} > {log:q} 2>&1"
+        " --encoder-metrics {input.metrics:q}"
 
 
 rule byol_features:
@@ -125,8 +125,8 @@ rule byol_features:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/extract_byol.py --source {wildcards.family:q} --root {params.root:q}"
-        " --checkpoint {params.checkpoint:q} --out {output:q} > {log:q} 2>&1"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/extract_byol.py --source {wildcards.family:q} --root {params.root:q}"
+        " --checkpoint {params.checkpoint:q} --out {output:q}"
 
 
 if CELEBA.get("source") == "raw":
@@ -149,9 +149,9 @@ if CELEBA.get("source") == "raw":
         conda:
             CONDA_ENV
         shell:
-            "PYTHONPATH=src python workflow/scripts/build_tfds.py --family celeba --root {params.root:q}"
+            "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/build_tfds.py --family celeba --root {params.root:q}"
             " --features {input:q} --split-rule {params.split_rule:q} --data-dir {params.data_dir:q}"
-            " --overwrite > {log:q} 2>&1"
+            " --overwrite"
 
 
 if IMAGENET.get("source") == "raw":
@@ -172,8 +172,8 @@ if IMAGENET.get("source") == "raw":
         conda:
             CONDA_ENV
         shell:
-            "PYTHONPATH=src python workflow/scripts/build_tfds.py --family imagenet --features {input:q}"
-            " --data-dir {params.data_dir:q} --overwrite > {log:q} 2>&1"
+            "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/build_tfds.py --family imagenet --features {input:q}"
+            " --data-dir {params.data_dir:q} --overwrite"
 
 
 rule convert_published:
@@ -197,8 +197,8 @@ rule convert_published:
     conda:
         "../envs/convert.yaml"  # the CPU environment plus TensorFlow, which only this rule needs
     shell:
-        "PYTHONPATH=src python workflow/scripts/convert_published.py --src {params.src:q} --dataset {params.sweep:q}"
-        " --data-dir {params.data_dir:q} --overwrite > {log:q} 2>&1"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/convert_published.py --src {params.src:q} --dataset {params.sweep:q}"
+        " --data-dir {params.data_dir:q} --overwrite"
 
 
 SWEEP_OF = {tfds: sweep for sweep, tfds in TFDS_NAMES.items() if sweep not in OWN}
@@ -225,5 +225,5 @@ rule own_tfds:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/build_own.py --dataset {wildcards.name:q} {params.args:q}"
-        " --data-dir {params.data_dir:q} --overwrite > {log:q} 2>&1"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/build_own.py --dataset {wildcards.name:q} {params.args:q}"
+        " --data-dir {params.data_dir:q} --overwrite"

@@ -33,6 +33,6 @@ rule etl:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/etl_train.py --checkpoint {input.ckpt:q} {params.args:q}"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/etl_train.py --checkpoint {input.ckpt:q} {params.args:q}"
         " --data-dir {params.data_dir:q} --out-dir {params.out_dir:q}"
-        " --results {output.results:q} {params.png:q} > {log:q} 2>&1"
+        " --results {output.results:q} {params.png:q}"

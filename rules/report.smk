@@ -29,4 +29,4 @@ rule report:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/report.py {params.flags:q} --out-dir {params.out_dir:q} > {log:q} 2>&1"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/report.py {params.flags:q} --out-dir {params.out_dir:q}"

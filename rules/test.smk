@@ -30,5 +30,5 @@ rule test:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/test.py --checkpoint {input.ckpt:q} {params.modes:q}"
-        " --data-dir {params.data_dir:q} {params.overrides:q} > {log:q} 2>&1"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/test.py --checkpoint {input.ckpt:q} {params.modes:q}"
+        " --data-dir {params.data_dir:q} {params.overrides:q}"

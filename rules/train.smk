@@ -25,5 +25,5 @@ rule train:
     conda:
         CONDA_ENV
     shell:
-        "PYTHONPATH=src python workflow/scripts/train.py {params.args:q}"
-        " --data-dir {params.data_dir:q} --run-dir {params.run_dir:q} --no-progress > {log:q} 2>&1"
+        "PYTHONPATH=src bash workflow/scripts/logged.sh {log:q} python workflow/scripts/train.py {params.args:q}"
+        " --data-dir {params.data_dir:q} --run-dir {params.run_dir:q} --no-progress"

@@ -30,3 +30,30 @@ def test_missing_config_is_a_usage_error_not_a_traceback():
     )  # fmt: skip
     assert done.returncode == 2 and "required: --config" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+LOGGED = SCRIPTS[0].parent / "logged.sh"
+
+
+@pytest.mark.parametrize(
+    "script, shown",
+    [
+        ("print('working'); import sys; sys.exit('error: x.csv: column a is empty')",
+         "error: x.csv: column a is empty\n"),
+        ("print('working'); raise ValueError('bad')", "ValueError: bad\n"),  # the log's tail
+        ("print('working')", ""),
+    ],
+)  # fmt: skip
+def test_a_failed_job_shows_its_error_beside_its_log(tmp_path, script, shown):
+    """The rules run every script through logged.sh: all output goes to the job's log, and a
+    failure's `error:` line (or else the log's last lines) is shown on stderr too."""
+    log = tmp_path / "job.log"
+    done = subprocess.run(
+        ["bash", str(LOGGED), str(log), sys.executable, "-c", script],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert (done.returncode != 0) == bool(shown)
+    assert done.stdout == "" and done.stderr.endswith(shown)
+    assert log.read_text().startswith("working\n")
+    if shown.startswith("error"):
+        assert done.stderr == shown  # the error line only
