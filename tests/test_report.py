@@ -677,3 +677,25 @@ def test_empty_values_by_design_pass(grid, tmp_path):
     assert message["channel_p"].isna().all()
     logs = rio.read_train_logs([root / "runs/lg_s-shapes_logits-b64-p0.0-s0/train_log.csv"])
     assert logs["listener_value"].isna().all() and logs["accuracy"].notna().all()
+
+
+def test_a_row_given_twice_is_refused_naming_both_files(grid, tmp_path):
+    """A file given twice, or a copy of a run's file under another run's folder, would count
+    its seeds twice in every mean and claim: refused, naming both places."""
+    root, files = grid
+    channel = root / CHANNEL
+    with pytest.raises(ReportInputError, match=f"^{channel}, line 2 repeats {channel}, line 2"):
+        rio.read_tests([channel, channel])
+    copy = tmp_path / "testchannel.csv"
+    shutil.copy(channel, copy)
+    with pytest.raises(ReportInputError, match=f"^{copy}, line 2 repeats {channel}, line 2"):
+        rio.read_tests([channel, copy])
+    for read, path in [
+        (rio.read_measures, root / RUN / "measures.csv"),
+        (rio.read_train_logs, root / RUN / "train_log.csv"),
+        (rio.read_etl_results, root / ETL / "results.csv"),
+        (rio.read_etl_curves, root / ETL / "curve.csv"),
+    ]:
+        with pytest.raises(ReportInputError, match=f"^{path}, line 2 repeats {path}, line 2"):
+            read([path, path])
+        assert len(read([path])) == len(pd.read_csv(path))  # alone: every row, none refused

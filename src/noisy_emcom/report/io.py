@@ -337,6 +337,24 @@ def _require_values(df: pd.DataFrame, path: Path, columns: Iterable[str]) -> Non
             raise ReportInputError(f"{_at(path, df[c].isna().idxmax())}, column {c!r}: empty")
 
 
+def concat_unique(files: Sequence[tuple[Path, pd.DataFrame]], key: Sequence[str]) -> pd.DataFrame:
+    """`concat` of the files' rows, refusing a row whose `key` values (those of its columns
+    the file has) another row has too: a file given twice, or two files of one run. The
+    ReportInputError names both files and lines."""
+    seen: dict[tuple, str] = {}
+    for path, df in files:
+        cols = [c for c in key if c in df.columns]
+        rows = df[cols].astype(str).itertuples(index=False, name=None)
+        for line, values in zip(df.index, rows, strict=True):
+            row = (tuple(cols), values)
+            if row in seen:
+                raise ReportInputError(
+                    f"{_at(path, line)} repeats {seen[row]} (the same {', '.join(cols)})"
+                )
+            seen[row] = _at(path, line)
+    return concat([df for _, df in files])
+
+
 def _require(df: pd.DataFrame, columns: Iterable[str], path: Path, what: str) -> None:
     missing = [c for c in columns if c not in df.columns]
     if missing:
@@ -358,7 +376,7 @@ def test_name_of(path: Path, df: pd.DataFrame) -> str:
 
 def read_tests(paths: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
     """Per-run test tables concatenated per test: {test name: rows}."""
-    parts: dict[str, list[pd.DataFrame]] = {}
+    parts: dict[str, list[tuple[Path, pd.DataFrame]]] = {}
     for p in paths:
         p = Path(p)
         df = read_result_file(p, (*TEST_REQUIRED, "accuracy", *TOPSIM_KEY_COLUMNS))
@@ -367,8 +385,9 @@ def read_tests(paths: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
         if name == "testtopsim":
             needed += [*TOPSIM_KEY_COLUMNS, "topsim"]
         _require(df, needed, p, name)
-        parts.setdefault(name, []).append(df)
-    return {name: concat(frames) for name, frames in parts.items()}
+        parts.setdefault(name, []).append((p, df))
+    key = [*IDENTIFYING_COLUMNS, *TOPSIM_KEY_COLUMNS]
+    return {name: concat_unique(files, key) for name, files in parts.items()}
 
 
 def read_measures(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -378,8 +397,8 @@ def read_measures(paths: Sequence[str | Path]) -> pd.DataFrame:
         df = read_result_file(p, (*TEST_REQUIRED, "measure"))
         _require(df, [*IDENTIFYING_COLUMNS, *MEASURE_KEY_COLUMNS, "value"], p, "measures")
         _check_long(df, p, "measure", MEASURE_RANGES.get)
-        frames.append(df)
-    return concat(frames)
+        frames.append((p, df))
+    return concat_unique(frames, [*IDENTIFYING_COLUMNS, *MEASURE_KEY_COLUMNS])
 
 
 def read_train_logs(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -394,8 +413,8 @@ def read_train_logs(paths: Sequence[str | Path]) -> pd.DataFrame:
             if c in df.columns:
                 df = df.drop(columns=c)
             df.insert(0, c, ident[c])
-        frames.append(normalise_types(df))
-    return concat(frames)
+        frames.append((p, normalise_types(df)))
+    return concat_unique(frames, [*RUN_COLUMNS, "step"])
 
 
 def _etl_identity(path: Path) -> dict[str, object]:
@@ -442,10 +461,9 @@ def read_etl_results(paths: Sequence[str | Path]) -> pd.DataFrame:
         df = read_result_file(p, ("metric",))
         _require(df, ["metric", "value"], p, "ETL results")
         _check_long(df, p, "metric", _etl_metric_range)
-        frames.append(
-            _fill_identity(df, _etl_identity(p), p, [*RUN_COLUMNS, "task", "etl_noise", "metric"])
-        )
-    return concat(frames)
+        needed = [*RUN_COLUMNS, "task", "etl_noise", "metric"]
+        frames.append((p, _fill_identity(df, _etl_identity(p), p, needed)))
+    return concat_unique(frames, [*RUN_COLUMNS, *ETL_KEY_COLUMNS])
 
 
 def read_etl_curves(paths: Sequence[str | Path]) -> pd.DataFrame:
@@ -454,8 +472,10 @@ def read_etl_curves(paths: Sequence[str | Path]) -> pd.DataFrame:
         p = Path(p)
         df = read_result_file(p, ("step",))
         _require(df, ["step"], p, "ETL curve")
-        frames.append(_fill_identity(df, _etl_identity(p), p, [*RUN_COLUMNS, "task", "etl_noise"]))
-    return concat(frames)
+        frames.append(
+            (p, _fill_identity(df, _etl_identity(p), p, [*RUN_COLUMNS, "task", "etl_noise"]))
+        )
+    return concat_unique(frames, [*RUN_COLUMNS, *ETL_KEY_COLUMNS[:5], "step"])
 
 
 def concat(frames: Sequence[pd.DataFrame]) -> pd.DataFrame:
