@@ -48,6 +48,16 @@ X = np.ones((20, 4), np.float32)
 Y = np.arange(20) % 2
 
 
+def _parquet(path: Path, **columns) -> Path:
+    """A Parquet table: features f0..f3 (X), `label` (Y), `attr_big` (0/1), then `columns`."""
+    df = pd.DataFrame(X, columns=[f"f{i}" for i in range(4)])
+    df["label"], df["attr_big"] = Y, 1 - Y
+    for name, values in columns.items():
+        df[name] = values
+    df.to_parquet(path)
+    return path
+
+
 def make_images(folder: Path, per_class=30, seed=2) -> Path:
     """PIL-drawn circles and squares (48×40 PNG, resized to 64×64 by the pipeline)."""
     rng = np.random.default_rng(seed)
@@ -254,6 +264,17 @@ def test_table_and_image_folder_through_the_whole_dag(tmp_path, data):
             ),
             "m.npz: flat arrays ['label'] mixed with per-split arrays ['test', 'train']",
         ),
+        (
+            lambda c: c["own_data"].update(blobs={"source": "/data/table.parquett"}),
+            "own_data.blobs: /data/table.parquett: not a table (.npy, .npz, .parquet) and no "
+            "image folder there",
+        ),
+        (
+            lambda c: c["own_data"]["blobs"].update(
+                table=str(_parquet(Path(c["results"]).parent / "p.parquet", lable=Y))
+            ),
+            "p.parquet: column 'lable': did you mean 'label'?",
+        ),
     ],
 )
 def test_refused_by_the_dry_run(tmp_path, data, change, message):
@@ -299,6 +320,8 @@ def test_parquet_npy_and_file_list_sources(tmp_path):
     assert split.tolist().count("test") == 2 and labels.tolist() == [0, 0, 0, 1, 1, 1]
     # Class names follow the label values, also past 9 (not "0", "1", "10", "2", ...).
     many = ["path,label"] + [f"circle/{k:03d}.png,{k}" for k in range(12)]  # listed, not read
+    for k in range(3, 12):
+        (folder / "circle" / f"{k:03d}.png").touch()  # listed files must exist
     (tmp_path / "many.csv").write_text("\n".join(many) + "\n")
     classes = own.list_images(folder, tmp_path / "many.csv")[4]
     assert classes == [str(k) for k in range(12)]
@@ -424,9 +447,94 @@ def test_the_largest_label_is_accepted_and_sets_the_depth(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "column",
+    [
+        "lable",
+        "Label",
+        "labels",
+        "label_2",
+        "Split",
+        "splits",
+        "atr_x",
+        "attr-x",
+        "Attr_x",
+        "attrx",
+    ],
+)
+def test_parquet_columns_named_almost_label_split_or_attr_are_refused(tmp_path, column):
+    """A mistyped `label`, `split` or `attr_` column is not taken as a feature (the label would
+    leak into the features and the task vanish): refused by the dry run, naming the column."""
+    table = _parquet(tmp_path / "t.parquet", **{column: Y})
+    for read in (own.table_fields, lambda t: own.build("t", tmp_path / "d", table=t)):
+        with pytest.raises(DataError, match=re.escape(f"column {column!r}")) as err:
+            read(table)
+        assert str(table) in str(err.value) and "did you mean" in str(err.value)
+    assert not (tmp_path / "d").exists()
+
+
+def test_parquet_feature_names_that_only_contain_label_are_features(tmp_path):
+    table = _parquet(tmp_path / "t.parquet", feat_label_free=Y, x_12=Y, attn_0=Y, table=Y)
+    assert own.table_fields(table) == ("logit", "image_id", "label", "attributes")
+    assert own.read_table(table)[0]["train"]["logit"].shape[1] == 8
+
+
+@pytest.mark.parametrize(
+    ("columns", "message"),
+    [
+        ({"label": Y.astype(str)}, "column 'label' holds strings (large_string); labels are"),
+        ({"label": Y + 0.5}, "column 'label' holds floats (double)"),
+        ({"label": np.r_[Y[:7], -1, Y[8:]]}, "column 'label' has -1 in row 7"),
+        ({"attr_big": np.r_[Y[:5], 2, Y[6:]]}, "column 'attr_big' has 2 in row 5; use 0 or 1"),
+        ({"f2": np.r_[X[:3, 2], np.nan, X[4:, 2]]}, "column 'f2' is empty in row 3"),
+        ({"f2": ["a"] * 20}, "column 'f2' holds strings (large_string); feature columns"),
+    ],
+)
+def test_parquet_values_are_named_by_column_and_row(tmp_path, columns, message):
+    table = _parquet(tmp_path / "t.parquet", **columns)
+    with pytest.raises(DataError, match=re.escape(message)) as err:
+        own.build("t", tmp_path / "d", table=table)
+    assert str(table) in str(err.value)
+    assert not (tmp_path / "d").exists()
+
+
+def test_npz_label_and_attribute_values_are_named(tmp_path):
+    for arrays, message in (
+        ({"label": Y.astype(str)}, "array 'label' must be [N] = [20] integers, got strings"),
+        ({"attributes": np.c_[Y, np.r_[Y[:4], 2, Y[5:]]], "attribute_names": np.array(["a", "b"])},
+         "array 'attributes' column 1 ('b') has 2 in row 4; use 0 or 1"),
+    ):  # fmt: skip
+        with pytest.raises(DataError, match=re.escape(message)):
+            own.read_table(_npz(tmp_path / "t.npz", logit=X, **arrays))
+
+
+def test_missing_sources_say_where_they_were_looked_for(tmp_path, monkeypatch):
+    """Relative paths start in the current directory (snakemake's); a suffix that is not a
+    table's is not reported as a missing image folder."""
+    make_images(tmp_path / "imgs", per_class=1)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(
+        DataError,
+        match=re.escape(f"list.csv: file list not found (looked for {tmp_path}/list.csv)"),
+    ):
+        own.image_fields("imgs", "list.csv")
+    with pytest.raises(DataError, match=re.escape(f"(looked for {tmp_path}/imgz)")):
+        own.image_fields(*own.source_of({"source": "imgz"})[1:])
+    with pytest.raises(DataError, match=r"^t.parquett: not a table \(.npy, .npz, .parquet\)"):
+        own.image_fields(*own.source_of({"source": "t.parquett"})[1:])
+
+
+@pytest.mark.parametrize(
     ("rows", "message"),
     [
         (["path,label"], "no rows below the header"),
+        (["Path,label", "circle/000.png,0"], "header: column 'Path': did you mean 'path'?"),
+        (["path,Label", "circle/000.png,0"], "header: column 'Label': did you mean 'label'?"),
+        (["path,lable", "circle/000.png,0"], "header: column 'lable': did you mean 'label'?"),
+        (["path,Split", "circle/000.png,0"], "header: column 'Split': did you mean 'split'?"),
+        (
+            ["path,label", "circle/000.png,0", "circle/009.png,0"],
+            "line 3, column 'path': no file /",  # ...imgs/circle/009.png, checked below
+        ),
         (["path,label", "circle/000.png,-1"], "line 2, column 'label': '-1' is not an integer"),
         (["path,label", "circle/000.png,1000000000"], "line 2, column 'label': '1000000000'"),
         (["path,label", "circle/000.png,1e3"], "line 2, column 'label': '1e3'"),
@@ -461,4 +569,5 @@ def test_file_list_rows_are_checked_before_anything_is_built(tmp_path, rows, mes
         with pytest.raises(DataError, match=re.escape(message)) as err:
             read()
         assert str(file_list) in str(err.value)
+        assert "no file" not in message or f"{folder}/circle/009.png (paths" in str(err.value)
     assert not (tmp_path / "d").exists()

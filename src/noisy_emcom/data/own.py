@@ -6,12 +6,14 @@ Tables: `.npy` [N, D] (split 75/25 here), `.npz` with `train`/`valid`/`test` (or
 `<split>_image`, or flat `logit`, `label`, `attributes`, `image` arrays (split here), or
 Parquet: optional `split` and `label` columns, `attr_<name>` 0/1 columns, every other column a
 feature. Images: one sub-folder per class, or a CSV file list (`path`, optional `label`,
-`split`, other columns 0/1 attributes). Nothing is unpickled or executed.
+`split`, other columns 0/1 attributes). A column named almost like one of these is refused
+(`_check_typos`), not read as a feature or attribute. Nothing is unpickled or executed.
 """
 
 from __future__ import annotations
 
 import csv
+import difflib
 import functools
 import hashlib
 import json
@@ -35,6 +37,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 IMAGE_SIZE = 64
 FIELDS = ("logit", "label", "attributes", "image")
 MAX_LABEL = 2**20  # labels are class indices below this (docs/data.md#your-own-data)
+DTYPE_WORDS = {"b": "booleans", "f": "floats", "U": "strings", "S": "byte strings", "O": "objects"}
 
 
 def tfds_name(name: str) -> str:
@@ -93,7 +96,7 @@ def table_fields(path: str | Path) -> tuple[str, ...]:
     """Fields a table offers, read from its headers/schema (no data loaded)."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: table file not found")
+        raise _not_found(path, "table file")
     if path.suffix == ".npy":
         return ("logit", "image_id")
     if path.suffix == ".npz":
@@ -106,11 +109,11 @@ def table_fields(path: str | Path) -> tuple[str, ...]:
         import pyarrow.parquet as pq
 
         try:
-            names = pq.read_schema(path).names
+            schema = pq.read_schema(path)
         except Exception as e:  # noqa: BLE001
             raise DataError(f"{path}: cannot read the Parquet schema ({e})") from e
-        have = {"label"} & set(names)
-        have |= {"attributes"} if any(n.startswith("attr_") for n in names) else set()
+        attrs = _parquet_columns(path, schema)[1]
+        have = {"label"} & set(schema.names) | ({"attributes"} if attrs else set())
     else:
         raise DataError(f"{path}: a table is a .npy, .npz or .parquet file")
     return ("logit", "image_id") + tuple(f for f in ("label", "attributes", "image") if f in have)
@@ -168,6 +171,72 @@ def _npz_layout(path: Path, keys) -> dict[str, dict[str, str]]:
     return {s: layout[s] for s in ("", *SPLITS) if s in layout}
 
 
+def _not_found(path: Path, what: str) -> DataError:
+    """`what` not found at `path`, with the absolute path looked at when `path` is relative."""
+    where = "" if path.is_absolute() else f" (looked for {path.absolute()})"
+    return DataError(f"{path}: {what} not found{where}")
+
+
+def _check_typos(where: str, names, exact: tuple[str, ...], attr_prefix: bool = False) -> None:
+    """Refuse a column named almost like one with a meaning (docs/data.md#your-own-data), which
+    would else be taken silently as a feature or an attribute: its lowercased name close to
+    one of `exact` (difflib ratio >= 0.8: `Label`, `lable`, `labels`, `Split`), or, with
+    `attr_prefix`, a name starting like `attr_` (`attr` in any case, or a first part up to
+    '_' or '-' close to `attr_`: `Attr_x`, `attr-x`, `atr_x`) that is not `attr_<name>`."""
+    for name in names:
+        low = name.lower()
+        close = difflib.get_close_matches(low, exact, n=1, cutoff=0.8)
+        if close and name != close[0]:
+            raise DataError(
+                f"{where}: column {name!r}: did you mean {close[0]!r}? (a name this close is "
+                "refused, not read as a feature or attribute: rename the column)"
+            )
+        head = re.match(r"[^_-]*[_-]?", low)[0]
+        near = low.startswith("attr") or difflib.get_close_matches(head, ["attr_"], 1, 0.85)
+        if attr_prefix and near and not name.startswith("attr_"):
+            rest = name[len(head) :] if head[-1:] in "_-" else name[4:]
+            raise DataError(
+                f"{where}: column {name!r} looks like an attribute: did you mean "
+                f"'attr_{rest}'? (attribute columns are named 'attr_<name>'; a feature may "
+                "not start like that)"
+            )
+
+
+def _parquet_columns(path: Path, schema) -> tuple[list[str], list[str]]:
+    """(feature, attribute) columns of a Parquet schema; refused: names that are empty,
+    padded, given twice or close to `label`, `split`, `attr_` (`_check_typos`), a non-numeric
+    feature column or no feature column, a non-integer `label` column."""
+    import pyarrow as pa
+
+    index = [c for c in (schema.pandas_metadata or {}).get("index_columns", []) if type(c) is str]
+    names = _check_names(f"{path}: columns", [c for c in schema.names if c not in index])
+    _check_typos(path, names, ("label", "split"), attr_prefix=True)
+    attrs = [c for c in names if c.startswith("attr_")]
+    _check_names(f"{path}: 'attr_' columns", [c.removeprefix("attr_") for c in attrs])
+    feats = [c for c in names if c not in ("split", "label", *attrs)]
+    for c in feats:
+        t = schema.field(c).type
+        if not (pa.types.is_integer(t) or pa.types.is_floating(t)):
+            raise DataError(f"{path}: column {c!r} holds {_words(t)}; feature columns are numeric")
+    if not feats:
+        raise DataError(f"{path}: no feature column (columns: {names})")
+    if "label" in names and not pa.types.is_integer(schema.field("label").type):
+        raise DataError(
+            f"{path}: column 'label' holds {_words(schema.field('label').type)}; labels are "
+            f"integers in 0..{MAX_LABEL - 1} (class indices)"
+        )
+    return feats, attrs
+
+
+def _words(t) -> str:
+    """An Arrow type in words: `strings (large_string)`, `floats (double)`."""
+    import pyarrow as pa
+
+    kinds = {"floats": pa.types.is_floating, "booleans": pa.types.is_boolean}
+    kinds["strings"] = lambda t: pa.types.is_string(t) or pa.types.is_large_string(t)
+    return next((f"{k} ({t})" for k, test in kinds.items() if test(t)), f"{t} values")
+
+
 def _check_names(where: str, names: list[str]) -> list[str]:
     """Names (attributes, CSV columns): none empty or padded with spaces, none twice."""
     for i, name in enumerate(names):
@@ -183,9 +252,13 @@ def image_fields(folder: str | Path, file_list: str | Path | None = None) -> tup
     attributes (other columns of the file list)."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise DataError(f"{folder}: image folder not found")
+        if folder.suffix or folder.is_file():  # e.g. `source: table.parquett`
+            raise DataError(
+                f"{folder}: not a table ({', '.join(TABLE_SUFFIXES)}) and no image folder there"
+            )
+        raise _not_found(folder, "image folder")
     if file_list:
-        header = _read_list(Path(file_list))[0]
+        header = _read_list(Path(file_list), folder)[0]
         have = {"label"} & set(header)
         have |= {"attributes"} if _attr_columns(header) else set()
     else:
@@ -274,16 +347,17 @@ def _attribute_names(path: Path, names: np.ndarray) -> list[str]:
 def _read_parquet(path: Path, test_fraction: float, seed: int):
     import pyarrow.parquet as pq
 
-    df = pq.read_table(path).to_pandas()
-    attrs = [c for c in df.columns if c.startswith("attr_")]
-    feats = [c for c in df.columns if c not in ("split", "label") and c not in attrs]
-    bad = [c for c in feats if df[c].dtype.kind not in "iuf"]
-    if bad:
-        raise DataError(f"{path}: column {bad[0]!r} is not numeric (feature columns are)")
+    table = pq.read_table(path)
+    feats, attrs = _parquet_columns(path, table.schema)
+    df = table.to_pandas()
+    empty = df.isna().to_numpy()
+    if empty.any():
+        row, col = np.argwhere(empty)[0]
+        raise DataError(f"{path}: column {df.columns[col]!r} is empty in row {row}")
     flat = {"logit": df[feats].to_numpy()}
     if "label" in df:
         flat["label"] = df["label"].to_numpy()
-    names = _check_names(f"{path}: 'attr_' columns", [c.removeprefix("attr_") for c in attrs])
+    names = [c.removeprefix("attr_") for c in attrs]
     if attrs:
         flat["attributes"] = df[attrs].to_numpy()
     flat = _checked(path, flat, names)
@@ -298,37 +372,51 @@ def _read_parquet(path: Path, test_fraction: float, seed: int):
 
 def _checked(path: Path, arrays: dict, names: list[str], keys: Mapping | None = None) -> dict:
     """Types and shapes of one table's arrays; errors name the file and the array (`keys`:
-    field → .npz array name) or the field."""
+    field → .npz array name) or the Parquet column, and the row of a bad value."""
 
     def what(field: str) -> str:
-        return f"array {keys[field]!r}" if keys else f"field {field!r}"
+        return f"array {keys[field]!r}" if keys else f"column {field!r}"
 
     x = arrays["logit"]
     if x.ndim != 2 or x.shape[1] == 0:
-        raise DataError(f"{path}: {what('logit')} has shape {x.shape}; need [N, D] features")
+        x_what = what("logit") if keys else "the table"
+        raise DataError(f"{path}: {x_what} has shape {x.shape}; need [N, D] features")
     x = loader._check_table(path, what("logit") if keys else "the table", x)
     out = {"logit": x}
     n = len(x)
     if "label" in arrays:
         y = arrays["label"]
-        if y.shape != (n,) or y.dtype.kind not in "iu" or (n and y.min() < 0):
-            raise DataError(f"{path}: {what('label')} must be [N] integers >= 0, got {y.shape}")
-        if n and y.max() >= MAX_LABEL:
-            row = int(np.argmax(y >= MAX_LABEL))
+        if y.shape != (n,) or y.dtype.kind not in "iu":
+            kind = DTYPE_WORDS.get(y.dtype.kind, "values")
+            raise DataError(
+                f"{path}: {what('label')} must be [N] = [{n}] integers, got {kind} "
+                f"({y.dtype}) of shape {y.shape}"
+            )
+        bad = (y < 0) | (y >= MAX_LABEL)
+        if bad.any():
+            row = int(np.argmax(bad))
             raise DataError(
                 f"{path}: {what('label')} has {y[row]} in row {row}; labels are class indices "
-                f"below {MAX_LABEL}"
+                f"in 0..{MAX_LABEL - 1}"
             )
         out["label"] = y.astype(np.int64)
     if "attributes" in arrays:
         a = arrays["attributes"]
-        if a.ndim != 2 or len(a) != n or not np.isin(a, (0, 1)).all():
-            raise DataError(f"{path}: {what('attributes')} must be [N, A] of 0/1 values")
+        if a.ndim != 2 or len(a) != n:
+            raise DataError(f"{path}: {what('attributes')} must be [N, A], got {a.shape}")
         if len(names) != a.shape[1]:
             raise DataError(
                 f"{path}: {what('attributes')} has {a.shape[1]} columns but {len(names)} "
                 "attribute_names"
             )
+        bad = np.argwhere(~np.isin(a, (0, 1)))
+        if len(bad):
+            row, col = bad[0]
+            name = names[col]
+            at = (
+                f"{what('attributes')} column {col} ({name!r})" if keys else f"column 'attr_{name}'"
+            )
+            raise DataError(f"{path}: {at} has {a[row, col].item()!r} in row {row}; use 0 or 1")
         out["attributes"] = a.astype(bool)
     if "image" in arrays:
         im = arrays["image"]
@@ -357,14 +445,16 @@ def thumbnail(image: np.ndarray) -> np.ndarray:
     return np.asarray(im, np.uint8)
 
 
-def _read_list(path: Path) -> tuple[list[str], list[dict]]:
-    """A CSV file list → (header, rows {column: value}, label and attributes as int); every
-    row is checked (all cells, each image once, a known split), errors name the line."""
+def _read_list(path: Path, folder: Path) -> tuple[list[str], list[dict]]:
+    """A CSV file list of images in `folder` → (header, rows {column: value}, label and
+    attributes as int); every row is checked (all cells, each image once and existing, a
+    known split), errors name the line."""
     if not path.is_file():
-        raise DataError(f"{path}: file list not found")
+        raise _not_found(path, "file list")
     with path.open(newline="") as f:
         reader = csv.reader(f)
         header = _check_names(f"{path}: header", next(reader, []))
+        _check_typos(f"{path}: header", header, ("path", "label", "split"))
         if "path" not in header:
             raise DataError(f"{path}: the file list needs a 'path' column; columns: {header}")
         ints = {c: 2 for c in _attr_columns(header)}  # 0/1 attributes
@@ -386,6 +476,11 @@ def _read_list(path: Path) -> tuple[list[str], list[dict]]:
                     "(each image once: a test image must not be trained on)"
                 )
             seen[key] = reader.line_num
+            if not (folder / row["path"]).is_file():
+                raise DataError(
+                    f"{at}, column 'path': no file {folder / row['path']} (paths are relative "
+                    "to the image folder)"
+                )
             if "split" in row and row["split"] not in SPLITS:
                 raise DataError(f"{at}, column 'split': {row['split']!r}; use train, valid or test")
             for col, stop in ints.items():
@@ -412,7 +507,7 @@ def list_images(folder: str | Path, file_list: str | Path | None = None):
     splits [N] str or None) of an image folder, in a fixed order."""
     folder = Path(folder)
     if file_list:
-        header, rows = _read_list(Path(file_list))
+        header, rows = _read_list(Path(file_list), folder)
         paths = [folder / r["path"] for r in rows]
         cols = _attr_columns(header)
         labels = np.array([r["label"] for r in rows]) if "label" in header else None
