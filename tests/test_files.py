@@ -43,6 +43,13 @@ def test_a_failed_write_names_the_file_and_keeps_the_old_one(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["table.csv"]  # no temporary file left
 
 
+def test_a_folder_that_cannot_be_made_names_the_file(tmp_path):
+    (tmp_path / "afile").write_text("a file, not a folder")
+    target = tmp_path / "afile" / "t.csv"
+    with pytest.raises(files.WriteError, match=f"cannot write {target}"):
+        files.atomic_write_text(target, "x")
+
+
 def test_an_error_of_the_writer_passes_through_and_keeps_the_old_file(tmp_path):
     path = files.atomic_write_text(tmp_path / "t.csv", "old\n")
 

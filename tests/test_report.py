@@ -653,6 +653,12 @@ def test_parquet_input_and_empty_file_are_checked(grid, tmp_path):
     rows.to_parquet(tmp_path / "testchannel.parquet", index=False)
     with pytest.raises(ReportInputError, match=r"testchannel.parquet, row 2, column 'fano_bound'"):
         rio.read_tests([tmp_path / "testchannel.parquet"])
+    cut = tmp_path / "cut" / "testchannel.parquet"  # a damaged Parquet file: no traceback
+    cut.parent.mkdir()
+    data = (root / CHANNEL).with_suffix(".parquet").read_bytes()
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ReportInputError, match=f"^{cut}: cannot read"):
+        rio.read_tests([cut])
     (tmp_path / "testmessage.csv").write_text("")
     with pytest.raises(ReportInputError, match=r"testmessage.csv: empty file"):
         rio.read_tests([tmp_path / "testmessage.csv"])

@@ -69,13 +69,14 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     size limit) removes the temporary file, leaves `path` as it was and raises WriteError (an
     OSError) naming `path`. → `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path.parent, f".{glob.escape(path.name)}.*.tmp")
-    fd, name = tempfile.mkstemp(
-        prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
-    )
-    tmp = Path(name)
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path.parent, f".{glob.escape(path.name)}.*.tmp")
+        fd, name = tempfile.mkstemp(
+            prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent
+        )
+        tmp = Path(name)
         try:
             os.fchmod(fd, 0o666 & ~_umask())
         finally:
@@ -88,10 +89,12 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
             os.close(fd)
         os.replace(tmp, path)
     except OSError as err:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise WriteError(err.errno, f"cannot write {path}: {err.strerror or err}") from err
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
         raise
     return path
 

@@ -6,5 +6,5 @@ log=$1
 shift
 "$@" >"$log" 2>&1 && exit 0
 status=$?
-grep '^error' "$log" >&2 || tail -n 5 "$log" >&2
+grep '^error:' "$log" >&2 || tail -n 5 "$log" >&2
 exit "$status"

@@ -95,7 +95,7 @@ def main(argv: list[str]) -> int:
     try:
         written = report.build_report(inputs, out_dir, options)
     except report.ReportInputError as err:
-        print(f"report: {err}", file=sys.stderr)
+        print(f"error: {err}", file=sys.stderr)
         return 2
     print(f"report: {len(written)} files → {out_dir} (manifest {written[-1].name})")
     return 0

@@ -12,6 +12,7 @@ plateau step = the first s from which every later seed mean is within 0.01 of a(
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import matplotlib
@@ -22,6 +23,8 @@ matplotlib.use("Agg", force=True)
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+
+from noisy_emcom import files  # noqa: E402
 
 GAME_LABELS = {"lg_s": "LG(S)", "lg_rl": "LG(RL)", "nlg": "NLG"}
 TOLERANCE = 0.01  # "on its plateau": within one point of accuracy of the final value
@@ -133,7 +136,7 @@ def write_report(study: dict) -> Path:
     convergence_variants.png (the other groups) in the study's results folder."""
     results = Path(study["results"])
     curves = read_curves(results)
-    curves.to_csv(results / "convergence.csv", index=False)
+    files.atomic_write(results / "convergence.csv", lambda p: curves.to_csv(p, index=False))
     table = summary(curves)
     present = [g for g in study["groups"] if g in set(curves["group"])]
     main = [g for g in study.get("main_groups", present[:1]) if g in present]
@@ -147,10 +150,11 @@ def write_report(study: dict) -> Path:
         "",
         _markdown(table),
     ]
-    (results / "convergence.md").write_text("\n".join(text))
+    files.atomic_write_text(results / "convergence.md", "\n".join(text))
     for name, groups in (("convergence", main), ("convergence_variants", others)):
         if groups:
             fig = figure(curves, groups)
-            fig.savefig(results / f"{name}.png", dpi=110)
+            png = functools.partial(fig.savefig, format="png", dpi=110)
+            files.atomic_write(results / f"{name}.png", png)
             plt.close(fig)
     return results / "convergence.md"

@@ -28,6 +28,7 @@ import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from noisy_emcom import language
@@ -250,7 +251,10 @@ def read_result_file(path: str | Path, required: Sequence[str] = ()) -> pd.DataF
             if len(df) != len(lines):
                 raise ReportInputError(f"{path}: {len(df)} rows read from {len(lines)} lines")
             df.index = pd.Index(lines)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, UnicodeError) as err:
+    except ReportInputError:
+        raise
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, OSError, ValueError) as err:
+        # ValueError: UnicodeError, and pyarrow's ArrowInvalid for a damaged Parquet file
         raise ReportInputError(f"{path}: cannot read ({err})") from err
     _check_numbers(df, path)
     df = normalise_types(df)
@@ -338,21 +342,18 @@ def _require_values(df: pd.DataFrame, path: Path, columns: Iterable[str]) -> Non
 
 
 def concat_unique(files: Sequence[tuple[Path, pd.DataFrame]], key: Sequence[str]) -> pd.DataFrame:
-    """`concat` of the files' rows, refusing a row whose `key` values (those of its columns
-    the file has) another row has too: a file given twice, or two files of one run. The
-    ReportInputError names both files and lines."""
-    seen: dict[tuple, str] = {}
-    for path, df in files:
-        cols = [c for c in key if c in df.columns]
-        rows = df[cols].astype(str).itertuples(index=False, name=None)
-        for line, values in zip(df.index, rows, strict=True):
-            row = (tuple(cols), values)
-            if row in seen:
-                raise ReportInputError(
-                    f"{_at(path, line)} repeats {seen[row]} (the same {', '.join(cols)})"
-                )
-            seen[row] = _at(path, line)
-    return concat([df for _, df in files])
+    """`concat` of the files' rows, refusing a row whose `key` values another row has too: a
+    file given twice, or two files of one run. The ReportInputError names both places."""
+    out = concat([df for _, df in files])
+    cols = [c for c in key if c in out.columns]
+    later = out.duplicated(subset=cols) if len(out) else pd.Series(dtype=bool)
+    if later.any():
+        where = [_at(path, line) for path, df in files for line in df.index]  # out's rows
+        j = int(np.argmax(later.to_numpy()))
+        text = out[cols].astype(str)  # one dtype per column after concat; NaN as 'nan'
+        i = int(np.argmax((text == text.iloc[j]).all(axis=1).to_numpy()))
+        raise ReportInputError(f"{where[j]} repeats {where[i]} (the same {', '.join(cols)})")
+    return out
 
 
 def _require(df: pd.DataFrame, columns: Iterable[str], path: Path, what: str) -> None:
