@@ -76,7 +76,7 @@ BAD_CONFIGS = [
     ("etl.task_overrides.reconstruction.etl.batch_size", 1000, "reconstruction.etl.batch_size"),
     ("etl.task_overrides.attribute.etl.optimizer.name", "sgd", "attribute.etl.optimizer.name"),
     # the rest of the file
-    ("own_data.debug", {"source": "t.npy"}, "own_data.debug: dataset name 'debug' is a built-in"),
+    ("own_data.debug", {"source": "t.npy"}, "own_data.debug: dataset name 'debug' is reserved"),
     ("train", DELETE, "'train' is a required property"),
     ("results", "out{x}", "results"),
     ("data.shapes.num_train", 0, "num_train"),

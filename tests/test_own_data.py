@@ -160,7 +160,7 @@ def test_split_is_stratified_and_seeded():
 def test_names_are_checked():
     with pytest.raises(DataError, match="'-' separates"):
         own.check_name("my-data", ())
-    with pytest.raises(DataError, match="built-in"):
+    with pytest.raises(DataError, match="is reserved"):
         own.check_name("shapes", ("shapes",))
     assert own.file_label("My-Table.npz") == "my_table"
     # A table named like a built-in dataset does not take that dataset's preset or name.
@@ -248,7 +248,7 @@ def test_table_and_image_folder_through_the_whole_dag(tmp_path, data):
         ),
         (
             lambda c: c["own_data"].update(shapes={"table": c["own_data"]["blobs"]["table"]}),
-            "own_data.shapes: dataset name 'shapes' is a built-in",
+            "own_data.shapes: dataset name 'shapes' is reserved",
         ),
         (
             lambda c: c["etl"]["overrides"].update({"etl.batch_size": 0}),
@@ -485,7 +485,11 @@ def test_parquet_feature_names_that_only_contain_label_are_features(tmp_path):
         ({"label": Y + 0.5}, "column 'label' holds floats (double)"),
         ({"label": np.r_[Y[:7], -1, Y[8:]]}, "column 'label' has -1 in row 7"),
         ({"attr_big": np.r_[Y[:5], 2, Y[6:]]}, "column 'attr_big' has 2 in row 5; use 0 or 1"),
-        ({"f2": np.r_[X[:3, 2], np.nan, X[4:, 2]]}, "column 'f2' is empty in row 3"),
+        ({"f2": np.r_[X[:3, 2], np.nan, X[4:, 2]]}, "NaN or infinite values (first in row 3)"),
+        (
+            {"Attractive": Y % 2},
+            "column 'Attractive' looks like an attribute: did you mean 'attr_Attractive'?",
+        ),
         ({"f2": ["a"] * 20}, "column 'f2' holds strings (large_string); feature columns"),
     ],
 )
@@ -495,6 +499,19 @@ def test_parquet_values_are_named_by_column_and_row(tmp_path, columns, message):
         own.build("t", tmp_path / "d", table=table)
     assert str(table) in str(err.value)
     assert not (tmp_path / "d").exists()
+
+
+def test_file_list_encodings(tmp_path):
+    """Excel's "CSV UTF-8" starts with a byte-order mark: read as UTF-8. Another encoding is
+    refused naming the file, not a traceback."""
+    folder = make_images(tmp_path / "imgs", per_class=2)
+    bom = tmp_path / "bom.csv"
+    bom.write_bytes("path,label\ncircle/000.png,0\nsquare/000.png,1\n".encode("utf-8-sig"))
+    assert own.image_fields(folder, bom) == ("logit", "image_id", "label", "image")
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("path,label\ncircle/caf\xe9.png,0\n".encode("latin-1"))
+    with pytest.raises(DataError, match=f"^{latin}: not UTF-8 text"):
+        own.image_fields(folder, latin)
 
 
 def test_npz_label_and_attribute_values_are_named(tmp_path):

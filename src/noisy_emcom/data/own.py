@@ -84,7 +84,10 @@ def check_name(name: str, reserved) -> None:
             "letter); '-' separates the parts of a run id"
         )
     if name in reserved:
-        raise DataError(f"dataset name {name!r} is a built-in dataset; choose another name")
+        raise DataError(
+            f"dataset name {name!r} is reserved (a built-in dataset, or the presets' synthetic "
+            "table 'debug'); choose another name"
+        )
 
 
 # --------------------------------------------------------------------------------------------
@@ -194,7 +197,7 @@ def _check_typos(where: str, names, exact: tuple[str, ...], attr_prefix: bool = 
         head = re.match(r"[^_-]*[_-]?", low)[0]
         near = low.startswith("attr") or difflib.get_close_matches(head, ["attr_"], 1, 0.85)
         if attr_prefix and near and not name.startswith("attr_"):
-            rest = name[len(head) :] if head[-1:] in "_-" else name[4:]
+            rest = name[len(head) :] if head[-1:] in "_-" else name  # Attractive: attr_Attractive
             raise DataError(
                 f"{where}: column {name!r} looks like an attribute: did you mean "
                 f"'attr_{rest}'? (attribute columns are named 'attr_<name>'; a feature may "
@@ -349,11 +352,11 @@ def _read_parquet(path: Path, test_fraction: float, seed: int):
 
     table = pq.read_table(path)
     feats, attrs = _parquet_columns(path, table.schema)
+    for c in ("label", "split", *attrs):  # NaN features are refused as such by _checked
+        if c in table.column_names and table.column(c).null_count:
+            row = int(np.argmax(table.column(c).is_null().to_numpy(zero_copy_only=False)))
+            raise DataError(f"{path}: column {c!r} is empty in row {row}")
     df = table.to_pandas()
-    empty = df.isna().to_numpy()
-    if empty.any():
-        row, col = np.argwhere(empty)[0]
-        raise DataError(f"{path}: column {df.columns[col]!r} is empty in row {row}")
     flat = {"logit": df[feats].to_numpy()}
     if "label" in df:
         flat["label"] = df["label"].to_numpy()
@@ -451,7 +454,14 @@ def _read_list(path: Path, folder: Path) -> tuple[list[str], list[dict]]:
     known split), errors name the line."""
     if not path.is_file():
         raise _not_found(path, "file list")
-    with path.open(newline="") as f:
+    try:
+        return _parse_list(path, folder)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not UTF-8 text ({err}); save the file list as UTF-8") from None
+
+
+def _parse_list(path: Path, folder: Path) -> tuple[list[str], list[dict]]:
+    with path.open(newline="", encoding="utf-8-sig") as f:  # -sig: Excel's byte-order mark
         reader = csv.reader(f)
         header = _check_names(f"{path}: header", next(reader, []))
         _check_typos(f"{path}: header", header, ("path", "label", "split"))
@@ -460,6 +470,7 @@ def _read_list(path: Path, folder: Path) -> tuple[list[str], list[dict]]:
         ints = {c: 2 for c in _attr_columns(header)}  # 0/1 attributes
         ints.update({"label": MAX_LABEL} if "label" in header else {})
         rows, seen = [], {}
+        known: dict[str, dict[str, int]] = {c: {} for c in ints}  # checked cell texts
         for cells in reader:
             at = f"{path} line {reader.line_num}"
             if not cells:
@@ -484,7 +495,10 @@ def _read_list(path: Path, folder: Path) -> tuple[list[str], list[dict]]:
             if "split" in row and row["split"] not in SPLITS:
                 raise DataError(f"{at}, column 'split': {row['split']!r}; use train, valid or test")
             for col, stop in ints.items():
-                row[col] = _int_cell(at, col, row[col], stop)
+                text = row[col]
+                if text not in known[col]:
+                    known[col][text] = _int_cell(at, col, text, stop)
+                row[col] = known[col][text]
             rows.append(row)
     if not rows:
         raise DataError(f"{path}: no rows below the header")
