@@ -282,6 +282,28 @@ def test_test_script_refuses_bad_setting(tmp_path, trained, setting, fragment):
     assert not (ROOT / "PWNED").exists()
 
 
+def test_an_output_that_is_not_csv_is_refused_before_any_work(tmp_path, trained, capsys):
+    """test.py writes each table only after its test; a bad second --out must not cost the
+    first test's work, nor overwrite it: refused while the arguments are read."""
+    first = tmp_path / "testmessage.csv"
+    first.write_text("an earlier table\n")
+    argv = ["--checkpoint", str(trained / "final.ckpt"), "--mode", "message", "--out",
+            str(first), "--mode", "channel", "--out", str(tmp_path / "c1")]  # fmt: skip
+    with pytest.raises(SystemExit):
+        script("test")(argv)
+    assert f"--out must end in .csv (the Parquet twin is written beside it): {tmp_path}/c1" in (
+        capsys.readouterr().err
+    )
+    assert [p.name for p in tmp_path.iterdir()] == ["testmessage.csv"]
+    assert first.read_text() == "an earlier table\n"
+    argv = ["--checkpoint", str(tmp_path / "final.ckpt"), "--config=etl:debug_classification_0.0",
+            "--out-dir", str(tmp_path / "etl"), "--results", str(tmp_path / "r")]  # fmt: skip
+    with pytest.raises(SystemExit):
+        script("etl_train")(argv)
+    assert f"--results must end in .csv: {tmp_path}/r" in capsys.readouterr().err
+    assert not (tmp_path / "etl").exists()
+
+
 @pytest.mark.parametrize("setting,fragment", BAD_ETL)
 def test_etl_script_refuses_bad_setting(tmp_path, setting, fragment):
     """Refused before the speaker checkpoint (absent here) is read."""

@@ -501,6 +501,17 @@ def test_parquet_values_are_named_by_column_and_row(tmp_path, columns, message):
     assert not (tmp_path / "d").exists()
 
 
+@pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.5])
+def test_a_test_fraction_outside_0_1_is_refused(tmp_path, fraction):
+    table = tmp_path / "t.npz"
+    np.savez(table, logit=np.ones((8, 4), np.float32))
+    with pytest.raises(
+        DataError, match=re.escape(f"test_fraction must be in (0, 1), got {fraction}")
+    ):
+        own.build("t", tmp_path / "d", table=table, test_fraction=fraction)
+    assert not (tmp_path / "d").exists()
+
+
 def test_file_list_encodings(tmp_path):
     """Excel's "CSV UTF-8" starts with a byte-order mark: read as UTF-8. Another encoding is
     refused naming the file, not a traceback."""

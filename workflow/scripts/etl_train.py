@@ -20,6 +20,7 @@ finished listener is tested in the same process, as `etl_test.py` would.
 
 import argparse
 import sys
+from pathlib import Path
 
 from noisy_emcom import checkpoint, configs, etl, lifeline
 from noisy_emcom.data import registry
@@ -53,6 +54,8 @@ def main(argv: list[str]) -> int:
         parser.error(
             "--config must name the etl preset, e.g. --config=etl:shapes_noimg_attribute_0.0"
         )
+    if args.results and Path(args.results).suffix != ".csv":
+        parser.error(f"--results must end in .csv: {args.results}")
     if not args.out_dir.strip():
         parser.error("--out-dir is empty; give a folder for this ETL run's outputs")
     if args.data_dir:

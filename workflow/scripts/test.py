@@ -50,6 +50,11 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(rest)
     if len(args.out) != len(args.mode):
         parser.error(f"give one --out per --mode: {len(args.mode)} modes, {len(args.out)} outs")
+    not_csv = [out for out in args.out if Path(out).suffix != ".csv"]
+    if not_csv:  # before any test runs: write_table would refuse it after the work
+        parser.error(
+            f"--out must end in .csv (the Parquet twin is written beside it): {not_csv[0]}"
+        )
 
     try:
         model = evaluate.restore_model(args.checkpoint, overrides)  # overrides validated

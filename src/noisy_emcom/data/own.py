@@ -687,6 +687,8 @@ def build(
 
     if (table is None) == (images is None):
         raise DataError(f"dataset {name!r}: give either a table or an image folder")
+    if not 0 < test_fraction < 1:
+        raise DataError(f"dataset {name!r}: test_fraction must be in (0, 1), got {test_fraction}")
     classes: list[str] = []
     if table is not None:
         splits, names = read_table(table, test_fraction, seed)
