@@ -501,6 +501,11 @@ def test_parquet_values_are_named_by_column_and_row(tmp_path, columns, message):
     assert not (tmp_path / "d").exists()
 
 
+def test_a_table_that_is_a_folder_says_so(tmp_path):
+    with pytest.raises(DataError, match=f"^{tmp_path}: a folder, not a table file"):
+        own.build("t", tmp_path / "d", table=tmp_path)
+
+
 @pytest.mark.parametrize("fraction", [0.0, 1.0, 1.5, -0.5])
 def test_a_test_fraction_outside_0_1_is_refused(tmp_path, fraction):
     table = tmp_path / "t.npz"

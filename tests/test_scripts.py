@@ -57,3 +57,20 @@ def test_a_failed_job_shows_its_error_beside_its_log(tmp_path, script, shown):
     assert log.read_text().startswith("working\n")
     if shown.startswith("error"):
         assert done.stderr == shown  # the error line only
+
+
+@pytest.mark.parametrize(
+    "script, flags",
+    [("train", ["--config=lg_rlrl:debug", "--run-dir"]),
+     ("etl_train", ["--checkpoint", "x.ckpt", "--config=etl:debug_classification_0.0",
+                    "--out-dir"])],
+)  # fmt: skip
+def test_an_output_folder_that_is_a_file_is_a_usage_error(tmp_path, script, flags):
+    taken = tmp_path / "taken"
+    taken.write_text("a file the user keeps")
+    done = subprocess.run(
+        [sys.executable, str(SCRIPTS[0].parent / f"{script}.py"), *flags, str(taken)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2 and f"{taken} is a file" in done.stderr
+    assert "Traceback" not in done.stderr and taken.read_text() == "a file the user keeps"

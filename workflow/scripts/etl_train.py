@@ -58,6 +58,8 @@ def main(argv: list[str]) -> int:
         parser.error(f"--results must end in .csv: {args.results}")
     if not args.out_dir.strip():
         parser.error("--out-dir is empty; give a folder for this ETL run's outputs")
+    if Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        parser.error(f"--out-dir {args.out_dir} is a file; give a folder for this ETL run")
     if args.data_dir:
         cfg.dataset.data_dir = args.data_dir
     lifeline.watch_snakemake()  # stop (with a checkpoint) if Snakemake is killed

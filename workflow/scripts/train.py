@@ -21,6 +21,7 @@ The `debug` dataset is a generated table (64 Gaussian clusters, D=32).
 
 import argparse
 import sys
+from pathlib import Path
 
 from noisy_emcom import checkpoint, configs, lifeline, synthetic, train
 from noisy_emcom.data import own
@@ -49,6 +50,8 @@ def main(argv: list[str]) -> int:
         return 1
     if not args.run_dir.strip():
         parser.error("--run-dir is empty; give a folder for this run's outputs")
+    if Path(args.run_dir).exists() and not Path(args.run_dir).is_dir():
+        parser.error(f"--run-dir {args.run_dir} is a file; give a folder for this run's outputs")
     lifeline.watch_snakemake()  # stop (with a checkpoint) if Snakemake is killed
     try:
         return run(cfg, args)

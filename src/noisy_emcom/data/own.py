@@ -98,6 +98,8 @@ def check_name(name: str, reserved) -> None:
 def table_fields(path: str | Path) -> tuple[str, ...]:
     """Fields a table offers, read from its headers/schema (no data loaded)."""
     path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: a folder, not a table file (images are given as `images`)")
     if not path.is_file():
         raise _not_found(path, "table file")
     if path.suffix == ".npy":
