@@ -219,6 +219,12 @@ def test_speaker_is_bit_identical_and_resume_reproduces(shapes_dir, speaker_ckpt
     )
     with pytest.raises(ValueError, match="another speaker"):
         etl.run_test(other, tmp_path / "full" / "listener.ckpt", shapes_dir)
+    # Nor is it resumed under another configuration: the error names the fields that differ.
+    other_cfg = etl_config(
+        "shapes_logits_discrimination_0.5", **{"etl.training_steps": 200, "etl.random_seed": 3}
+    )
+    with pytest.raises(ValueError, match=r"fields etl.random_seed, etl.training_steps differ\)"):
+        etl.train_etl(other_cfg, speaker, shapes_dir, tmp_path / "full", progress=False)
 
 
 def test_resume_inside_a_logging_window_writes_the_same_curve(shapes_dir, speaker_ckpt, tmp_path):

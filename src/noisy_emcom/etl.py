@@ -645,7 +645,13 @@ def _check_belongs(path: Path, payload: dict, cfg, speaker: Speaker) -> None:
             f"step {payload['speaker_step']}), not {speaker.path}"
         )
     if cfg is not None and payload["config"] != _identity(cfg, speaker)["config"]:
-        raise ValueError(f"{path} belongs to another ETL configuration; use another --out-dir")
+        changed = train.config_differences(
+            configs.from_json(payload["config"]), _run_free(cfg), ignored=()
+        )
+        raise ValueError(
+            f"{path} belongs to another ETL configuration (fields {', '.join(changed)} differ); "
+            "use another --out-dir"
+        )
 
 
 def train_etl(

@@ -230,8 +230,13 @@ def _train_chunk(cfg_json: str):
     return jax.jit(chunk, donate_argnums=0)
 
 
-def config_differences(saved: ml_collections.ConfigDict, cfg: ml_collections.ConfigDict):
-    """Dotted training fields whose values differ (paths and evaluation settings ignored)."""
+def config_differences(
+    saved: ml_collections.ConfigDict,
+    cfg: ml_collections.ConfigDict,
+    ignored: tuple[str, ...] = ("eval.", "etl.", "dataset.data_dir"),
+):
+    """Dotted fields whose values differ, but those starting with `ignored` (by default the
+    paths and the evaluation settings: the training fields)."""
 
     def flat(node, prefix=""):
         out = {}
@@ -243,7 +248,6 @@ def config_differences(saved: ml_collections.ConfigDict, cfg: ml_collections.Con
         return out
 
     a, b = flat(saved.to_dict()), flat(cfg.to_dict())
-    ignored = ("eval.", "etl.", "dataset.data_dir")
     keys = sorted(k for k in set(a) | set(b) if not k.startswith(ignored))
     return [k for k in keys if a.get(k) != b.get(k)]
 
