@@ -705,3 +705,19 @@ def test_a_row_given_twice_is_refused_naming_both_files(grid, tmp_path):
         with pytest.raises(ReportInputError, match=f"^{path}, line 2 repeats {path}, line 2"):
             read([path, path])
         assert len(read([path])) == len(pd.read_csv(path))  # alone: every row, none refused
+
+
+def test_a_table_given_as_the_other_kind_is_named(grid, tmp_path):
+    """A measures table given as a test, or a test table as measures, is named for what it
+    is (before: an empty-cell error about a column the other kind does not fill)."""
+    root, _ = grid
+    measures, channel = root / RUN / "measures.csv", root / CHANNEL
+    with pytest.raises(ReportInputError, match=f"^{measures}: a table of redundancy measures"):
+        rio.read_tests([measures])
+    with pytest.raises(ReportInputError, match=f"^{channel}: a table of testchannel, not of"):
+        rio.read_measures([channel])
+    renamed = tmp_path / "channel_run0.csv"  # named by its test column, not its file name
+    shutil.copy(channel, renamed)
+    with pytest.raises(ReportInputError, match="a table of testchannel.*--tests"):
+        rio.read_measures([renamed])
+    assert set(rio.read_tests([renamed])) == {"testchannel"}

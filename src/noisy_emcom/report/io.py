@@ -362,13 +362,22 @@ def _require(df: pd.DataFrame, columns: Iterable[str], path: Path, what: str) ->
         raise ReportInputError(f"{path}: {what} lacks column(s) {missing}")
 
 
+def _test_column(df: pd.DataFrame) -> list[str]:
+    return sorted(set(df["test"].dropna().astype(str))) if "test" in df.columns else []
+
+
 def test_name_of(path: Path, df: pd.DataFrame) -> str:
     """Which test a file holds: its stem when that is a test name, else its ``test`` column."""
     if path.stem in TESTS:
         return path.stem
-    names = sorted(set(df["test"].dropna().astype(str))) if "test" in df.columns else []
+    names = _test_column(df)
     if len(names) == 1 and names[0] in TESTS:
         return names[0]
+    if names == ["measures"]:
+        raise ReportInputError(
+            f"{path}: a table of redundancy measures (test column 'measures'), not of a test: "
+            "give it as a measures file (--measures)"
+        )
     raise ReportInputError(
         f"{path}: cannot tell which test it holds (file stem not in {list(TESTS)}, "
         f"test column {names})"
@@ -380,8 +389,9 @@ def read_tests(paths: Sequence[str | Path]) -> dict[str, pd.DataFrame]:
     parts: dict[str, list[tuple[Path, pd.DataFrame]]] = {}
     for p in paths:
         p = Path(p)
-        df = read_result_file(p, (*TEST_REQUIRED, "accuracy", *TOPSIM_KEY_COLUMNS))
-        name = test_name_of(p, df)
+        df = read_result_file(p)
+        name = test_name_of(p, df)  # a table of another kind is named as such first
+        _require_values(df, p, (*TEST_REQUIRED, "accuracy", *TOPSIM_KEY_COLUMNS))
         needed = [*IDENTIFYING_COLUMNS, "accuracy"]
         if name == "testtopsim":
             needed += [*TOPSIM_KEY_COLUMNS, "topsim"]
@@ -395,7 +405,14 @@ def read_measures(paths: Sequence[str | Path]) -> pd.DataFrame:
     frames = []
     for p in paths:
         p = Path(p)
-        df = read_result_file(p, (*TEST_REQUIRED, "measure"))
+        df = read_result_file(p)
+        tests = [name for name in _test_column(df) if name in TESTS]
+        if tests or p.stem in TESTS:
+            raise ReportInputError(
+                f"{p}: a table of {', '.join(tests) or p.stem}, not of redundancy measures: "
+                "give it as a test file (--tests)"
+            )
+        _require_values(df, p, (*TEST_REQUIRED, "measure"))
         _require(df, [*IDENTIFYING_COLUMNS, *MEASURE_KEY_COLUMNS, "value"], p, "measures")
         _check_long(df, p, "measure", MEASURE_RANGES.get)
         frames.append((p, df))
